@@ -1,0 +1,550 @@
+"""``Jobs``: wires the store, the dispatcher, the timers, the sweep and the trim."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from . import clock, payloads, pushing, sweep as _sweep, trim as _trim
+from .config import JobsConfig
+from .context import AbortSignal, RescheduleIntent
+from .definition import Handler, Job, JobDefinition, Middleware, define
+from .dispatch.base import Dispatcher
+from .dispatch.direct import DirectDispatcher
+from .dispatch.pickup import Pickup
+from .cron.expression import CronExpression
+from .cron.scheduler import Scheduler
+from .dispatch.timers import Timekeeper
+from .durations import DurationLike
+from .errors import (
+    ConfigurationError,
+    DelayNotSupported,
+    InvalidCronExpression,
+    JobNotFoundError,
+    JobUsageError,
+)
+from .events import Emitter, Listener
+from .execution import process
+from .lease import Lease
+from .options import Retention, Retry
+from .store.base import Execution, ExecutionQuery, Store
+from .store.listing import build_query, Page
+from .store.sqlite import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///alepha_jobs.db"
+PROMOTION_CEILING = timedelta(hours=24)
+
+
+def open_store(url: str) -> Store:
+    """Open the outbox named by ``url``.
+
+    :raises ConfigurationError: the URL names no supported database.
+    :raises StoreError: the database cannot be opened or migrated.
+    """
+    if url.startswith("sqlite:"):
+        return SqliteStore(url)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ConfigurationError(
+        f"unsupported database URL scheme {scheme!r} in {url!r}; this version "
+        "supports sqlite:///path/to/file.db"
+    )
+
+
+def _config_cron(name: str, expression: str) -> CronExpression:
+    try:
+        return CronExpression(expression)
+    except InvalidCronExpression as error:
+        raise ConfigurationError(f"{name}: {error}") from None
+
+
+class Jobs:
+    """A job runtime: register jobs, ``start()`` it, push work.
+
+    :param url: the outbox database; default ``ALEPHA_JOBS_DATABASE_URL``, else
+        ``sqlite:///alepha_jobs.db``.
+    :param config: settings; default :class:`JobsConfig` from the environment.
+    :param dispatcher: a custom :class:`~alepha_jobs.dispatch.base.Dispatcher`
+        (advanced; the default is the direct, in-process pool).
+    :raises ConfigurationError: the URL or a setting is invalid.
+    :raises StoreError: the database cannot be opened or is not a database.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        queue: str | None = None,
+        config: JobsConfig | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        if queue is not None:
+            raise ConfigurationError(
+                "queue mode (queue='redis://...') is not available in this version; "
+                "leave queue unset to run jobs in this process's thread pool"
+            )
+        self.config = config if config is not None else JobsConfig()
+        database_url = url or os.environ.get("ALEPHA_JOBS_DATABASE_URL")
+        self._housekeeping = {
+            "system.jobs.sweep": _config_cron("sweep_cron", self.config.sweep_cron),
+            "system.jobs.trim": _config_cron("trim_cron", self.config.trim_cron),
+        }
+        self.store = open_store(database_url or DEFAULT_DATABASE_URL)
+        self.dispatcher = dispatcher or DirectDispatcher(
+            self.config.direct_max_concurrency
+        )
+        self.dispatcher.bind(self.process_execution, self.schedule_local_promotion)
+        self.events = Emitter()
+        self.timekeeper = Timekeeper()
+        self.lease = Lease(self.store)
+        self.signals: dict[str, AbortSignal] = {}
+        self._definitions: dict[str, JobDefinition] = {}
+        self._handles: dict[str, Job] = {}
+        self._state = threading.Condition()
+        self._in_flight = 0
+        self._started = False
+        self._stopping = False
+        self._scheduler: Scheduler | None = None
+        self._pickup: Pickup | None = None
+
+    # registration
+
+    def job(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        schema: type[BaseModel] | None = None,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        retry: Retry | None = None,
+        lock: bool = True,
+        timeout: DurationLike | None = None,
+        inline: bool = False,
+        retention: Retention | None = None,
+        use: Sequence[Middleware] = (),
+        catch_up: bool = False,
+    ) -> Callable[[Handler], Job]:
+        """Register the decorated function as the handler of job ``name``.
+
+        :raises RegistrationError: an option breaks a rule of SPEC §1.2.
+        """
+
+        def register(handler: Handler) -> Job:
+            definition = define(
+                handler,
+                name=name,
+                description=description,
+                schema=schema,
+                cron=cron,
+                timezone=timezone,
+                retry=retry,
+                lock=lock,
+                timeout=timeout,
+                inline=inline,
+                retention=retention,
+                use=use,
+                catch_up=catch_up,
+                registered=self._definitions.__contains__,
+            )
+            handle = Job(self, definition)
+            self._definitions[name] = definition
+            self._handles[name] = handle
+            logger.debug(
+                "registered %s (%s, retries %s)",
+                name,
+                definition.cron.expression if definition.cron else "queue",
+                definition.retry.retries if definition.retry else 0,
+            )
+            return handle
+
+        return register
+
+    @property
+    def registry(self) -> Mapping[str, Job]:
+        """Registered jobs by name (read-only)."""
+        return MappingProxyType(self._handles)
+
+    def definition(self, name: str) -> JobDefinition | None:
+        return self._definitions.get(name)
+
+    def definitions(self) -> list[JobDefinition]:
+        return list(self._definitions.values())
+
+    def registered_names(self) -> list[str]:
+        return list(self._definitions)
+
+    def _queue_job(self, name: str) -> JobDefinition:
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise JobNotFoundError(f"Job not registered: {name}")
+        if definition.kind == "cron":
+            raise JobUsageError(
+                f"Job '{name}' is a cron job, not queue-mode: it takes no payload; "
+                "call trigger() to run it now"
+            )
+        return definition
+
+    def effective_mode(self, name: str) -> Literal["cron", "direct", "queue"]:
+        """``cron`` for cron jobs, else the dispatcher's kind."""
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise JobNotFoundError(f"Job not registered: {name}")
+        return "cron" if definition.kind == "cron" else self.dispatcher.kind
+
+    def describe_retention(self, name: str) -> dict[str, Any]:
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise JobNotFoundError(f"Job not registered: {name}")
+        return definition.retention.describe(self.config.retention_error_days)
+
+    def on(self, event: str, listener: Listener) -> None:
+        """Call ``listener(JobEvent)`` on ``job:begin``, ``job:success``,
+        ``job:error``, ``job:cancel`` or ``job:end``."""
+        self.events.on(event, listener)
+
+    # pushing
+
+    def push(self, name: str, payload: Any, **options: Any) -> str:
+        """Push to job ``name``; see :meth:`Job.push`."""
+        return pushing.push(self, self._queue_job(name), payload, **options)
+
+    def push_many(self, name: str, items: Sequence[Any]) -> list[str]:
+        """Push many to job ``name``; see :meth:`Job.push_many`."""
+        if not items:
+            return []
+        return pushing.push_many(self, self._queue_job(name), list(items))
+
+    def cancel(
+        self,
+        execution_id: str,
+        *,
+        cancelled_by: str | None = None,
+        cancelled_by_name: str | None = None,
+        job_name: str | None = None,
+    ) -> None:
+        """Cancel a live execution.
+
+        :raises ExecutionNotFoundError: no such execution.
+        :raises InvalidStateError: it already ended.
+        """
+        pushing.cancel(self, execution_id, cancelled_by, cancelled_by_name, job_name)
+
+    def cancel_by_key(
+        self,
+        name: str,
+        key: str,
+        *,
+        cancelled_by: str | None = None,
+        cancelled_by_name: str | None = None,
+    ) -> str | None:
+        """Cancel the pending or scheduled row of job ``name`` holding ``key``."""
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise JobNotFoundError(f"Job not registered: {name}")
+        return pushing.cancel_by_key(
+            self, definition, key, cancelled_by, cancelled_by_name
+        )
+
+    def trigger(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        triggered_by: str | None = None,
+        triggered_by_name: str | None = None,
+    ) -> None:
+        """Run job ``name`` now (SPEC §2.5)."""
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise JobNotFoundError(f"Job not registered: {name}")
+        if definition.kind == "cron":
+            raise JobUsageError(
+                f"Job '{name}' is a cron job; cron jobs are not supported yet by "
+                "this version of alepha_jobs"
+            )
+        if not payload:
+            raise JobUsageError(
+                f"Job '{name}' is a queue job: a payload is required to trigger it"
+            )
+        pushing.push(
+            self,
+            definition,
+            payload,
+            triggered_by=triggered_by,
+            triggered_by_name=triggered_by_name,
+        )
+
+    def reschedule_intent(
+        self, definition: JobDefinition, inline: bool, payload: Any
+    ) -> Callable[..., RescheduleIntent]:
+        """What ``JobContext.reschedule`` calls for one run (SPEC §2.6)."""
+
+        def reschedule(
+            *, delay: Any, scheduled_at: datetime | None, payload: Any
+        ) -> RescheduleIntent:
+            if inline or definition.kind == "cron":
+                where = "an inline push" if inline else "a cron job"
+                raise JobUsageError(
+                    f"reschedule() cannot be used in {where}: there is no queued "
+                    "row to park; push a new execution instead"
+                )
+            when = pushing.start_time(delay, scheduled_at)
+            if when is None:
+                raise JobUsageError("reschedule() needs delay=... or scheduled_at=...")
+            data = current if payload is None else _validated(payload)
+            return RescheduleIntent(scheduled_at=when, payload=data)
+
+        def _validated(value: Any) -> dict[str, Any]:
+            assert definition.schema is not None
+            return payloads.validate(definition.name, definition.schema, value)
+
+        current = payload
+        return reschedule
+
+    # delivery
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def process_execution(self, job_name: str, execution_id: str) -> None:
+        """Claim and run one execution (the dispatchers' entry point)."""
+        process(self, job_name, execution_id)
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Count a run as in flight, for :meth:`drain` and :meth:`stop`."""
+        with self._state:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                self._state.notify_all()
+
+    def dispatch_safe(self, job_name: str, execution_id: str) -> None:
+        """Dispatch now, logging instead of raising (the row is the truth)."""
+        if self._stopping:
+            return
+        try:
+            self.dispatcher.dispatch(job_name, execution_id)
+        except Exception:
+            logger.warning(
+                "dispatch of %s failed; the sweep will deliver it",
+                execution_id,
+                exc_info=True,
+                extra={"event": "dispatch.failed", "job": job_name},
+            )
+
+    def dispatch_at(self, job_name: str, execution_id: str, when: datetime) -> None:
+        """A delayed dispatch; a transport that declines falls back to a timer."""
+        if self._stopping:
+            return
+        delay = (when - clock.now()).total_seconds()
+        if delay <= 0:
+            self.dispatch_safe(job_name, execution_id)
+            return
+        try:
+            self.dispatcher.dispatch(job_name, execution_id, delay)
+        except DelayNotSupported:
+            logger.debug("delay declined for %s; local timer instead", execution_id)
+            self.schedule_local_promotion(job_name, execution_id, delay)
+        except Exception:
+            logger.warning(
+                "delayed dispatch of %s failed; the sweep will deliver it",
+                execution_id,
+                exc_info=True,
+                extra={"event": "dispatch.failed", "job": job_name},
+            )
+
+    def schedule_local_promotion(
+        self, job_name: str, execution_id: str, delay_seconds: float
+    ) -> None:
+        """Arm a timer that promotes the row when due (SPEC §4.2); beyond 24 h the
+        sweep delivers it instead."""
+        delay = timedelta(seconds=max(0.0, delay_seconds))
+        if delay > PROMOTION_CEILING or not self._started or self._stopping:
+            return
+        self.timekeeper.call_at(
+            clock.now() + delay,
+            lambda: self.dispatch_scheduled(job_name, execution_id),
+            tag="promotion",
+        )
+
+    def dispatch_scheduled(self, job_name: str, execution_id: str) -> None:
+        """Promote a due ``scheduled`` row (T6) and dispatch it; re-arm if early."""
+        if self._stopping:
+            return
+        if self.store.promote(execution_id, clock.now(), due_only=True):
+            self.dispatch_safe(job_name, execution_id)
+            return
+        row = self.store.get(execution_id)
+        if row is None or row.status != "scheduled" or row.scheduled_at is None:
+            return
+        remaining = (row.scheduled_at - clock.now()).total_seconds()
+        self.schedule_local_promotion(job_name, execution_id, max(remaining, 0.001))
+
+    # lifecycle
+
+    def start(self, consume: bool = True) -> Jobs:
+        """Start the timers, the sweep and trim, and (with ``consume``) the pool.
+
+        Runs one sweep at once. Calling it twice is harmless.
+        """
+        with self._state:
+            if self._started:
+                return self
+            self._started, self._stopping = True, False
+        self.dispatcher.start(consume)
+        self._scheduler = self._build_scheduler()
+        self._scheduler.start()
+        if consume and isinstance(self.dispatcher, DirectDispatcher):
+            self._pickup = Pickup(self, self.dispatcher)
+            self._pickup.start()
+        self._log_modes()
+        self.sweep()
+        atexit.register(self._stop_at_exit)
+        return self
+
+    def _build_scheduler(self) -> Scheduler:
+        scheduler = Scheduler()
+        tasks = {"system.jobs.sweep": self.sweep, "system.jobs.trim": self.trim}
+        for name, expression in self._housekeeping.items():
+            scheduler.add(name, expression, tasks[name])
+        return scheduler
+
+    def _log_modes(self) -> None:
+        modes = {name: self.effective_mode(name) for name in self._definitions}
+        counts = {mode: list(modes.values()).count(mode) for mode in set(modes.values())}
+        logger.info(
+            "alepha_jobs started on %s: %s",
+            self.store.url,
+            ", ".join(f"{n} {m}" for m, n in sorted(counts.items())) or "no jobs",
+            extra={"event": "runtime.started", "modes": modes},
+        )
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop claiming, wait up to ``timeout`` (default ``drain_timeout``) for
+        runs in flight, then abort the rest. Return whether everything settled.
+
+        Queued executions stay ``pending`` for another process or the next start.
+        """
+        with self._state:
+            if not self._started:
+                return True
+            self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        if self._pickup is not None:
+            self._pickup.stop()
+            self._pickup = None
+        limit = self.config.drain_timeout.total_seconds() if timeout is None else timeout
+        self.dispatcher.stop(0)  # drops the FIFO; running workers finish their run
+        settled = self._wait(lambda: self._in_flight == 0, limit)
+        if not settled:
+            self._abort_all()
+        self.dispatcher.stop(5.0)
+        self.timekeeper.stop()
+        self.lease.stop()
+        with self._state:
+            self._started = False
+        atexit.unregister(self._stop_at_exit)
+        logger.info("alepha_jobs stopped", extra={"event": "runtime.stopped"})
+        return settled
+
+    def _stop_at_exit(self) -> None:
+        self.stop()
+
+    def _abort_all(self) -> None:
+        running = list(self.signals.items())
+        logger.warning(
+            "drain timeout: aborting %d running executions; their leases will "
+            "expire and another process's sweep recovers them",
+            len(running),
+            extra={"event": "runtime.aborted", "ids": [i for i, _ in running]},
+        )
+        for _, signal in running:
+            signal.abort("shutdown")
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until this process has nothing queued, running or waiting on a
+        local timer; return ``False`` if ``timeout`` seconds passed first."""
+
+        def idle() -> bool:
+            return (
+                self._in_flight == 0
+                and self.dispatcher.backlog == 0
+                and self.timekeeper.armed("promotion") == 0
+            )
+
+        return self._wait(idle, timeout)
+
+    def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        # Counted waits rather than monotonic deadlines: frozen clocks in tests
+        # must not stop a drain from timing out.
+        step = 0.01
+        remaining = None if timeout is None else max(0, int(timeout / step))
+        with self._state:
+            while not done():
+                if remaining is not None:
+                    if remaining <= 0:
+                        return False
+                    remaining -= 1
+                self._state.wait(step)
+        return True
+
+    def __enter__(self) -> Jobs:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # housekeeping and inspection
+
+    def sweep(self) -> _sweep.SweepReport:
+        """Run the reconciliation sweep once (SPEC §5.2)."""
+        if self._stopping:
+            return _sweep.SweepReport()
+        return _sweep.sweep(self)
+
+    def trim(self) -> _trim.TrimReport:
+        """Run the trim once (SPEC §5.7)."""
+        if self._stopping:
+            return _trim.TrimReport()
+        return _trim.trim(self)
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        """The row with ``execution_id``, or ``None``."""
+        return self.store.get(execution_id)
+
+    def executions(self, job_name: str | None = None, **filters: Any) -> Page:
+        """A page of executions, filtered and sorted as SPEC §10.4 describes.
+
+        :param filters: ``status`` (one or a list), ``trigger`` (``scheduled``,
+            ``manual`` or ``code``), ``started_from``/``started_to`` (inclusive),
+            ``key`` (substring), ``sort`` (default ``-created_at``), ``page``
+            (from 0) and ``size`` (default 20).
+        :raises InvalidArgumentError: a filter value is not allowed.
+        """
+        if job_name is not None and job_name not in self._definitions:
+            raise JobNotFoundError(f"Job not registered: {job_name}")
+        query: ExecutionQuery = build_query(job_name, **filters)
+        rows, total = self.store.list(query)
+        return Page(rows, total, query.page, query.size)
+
+    def close(self) -> None:
+        """Stop, then close the database connections."""
+        self.stop()
+        self.store.close()

@@ -1,0 +1,1 @@
+"""Dispatchers hand ``(job_name, execution_id)`` pairs to whoever runs them."""

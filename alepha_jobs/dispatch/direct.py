@@ -1,0 +1,139 @@
+"""Direct mode (SPEC §4.3): an in-process FIFO feeding a bounded pool of threads."""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Literal
+
+from .base import Dispatcher
+
+logger = logging.getLogger(__name__)
+
+
+class DirectDispatcher(Dispatcher):
+    """Runs executions on at most ``max_concurrency`` named worker threads.
+
+    Workers start on demand while ``active < min(limit, queued)`` and then stay
+    until :meth:`stop`. The FIFO lives in memory: what is still queued when the
+    process dies stays ``pending`` in the outbox for the sweep or another
+    process's pickup.
+    """
+
+    kind: Literal["direct", "queue"] = "direct"
+
+    def __init__(self, max_concurrency: int) -> None:
+        self.max_concurrency = max(1, max_concurrency)
+        self._fifo: collections.deque[tuple[str, str]] = collections.deque()
+        self._queued: set[str] = set()
+        self._cond = threading.Condition()
+        self._workers: list[threading.Thread] = []
+        self._idle = 0
+        self._busy = 0
+        self._running = False
+
+    @property
+    def backlog(self) -> int:
+        with self._cond:
+            return len(self._fifo) + self._busy
+
+    @property
+    def free_slots(self) -> int:
+        """Workers that would start an execution now if one arrived."""
+        with self._cond:
+            return max(0, self.max_concurrency - self._busy - len(self._fifo))
+
+    def start(self, consume: bool) -> None:
+        with self._cond:
+            self._running = consume
+
+    def stop(self, timeout: float) -> None:
+        with self._cond:
+            self._running = False
+            dropped = len(self._fifo)
+            self._fifo.clear()
+            self._queued.clear()
+            workers, self._workers = self._workers, []
+            self._cond.notify_all()
+        if dropped:
+            logger.info(
+                "%d queued executions left pending for the sweep",
+                dropped,
+                extra={"event": "dispatch.dropped", "count": dropped},
+            )
+        for worker in workers:
+            worker.join(timeout)
+
+    def dispatch(
+        self, job_name: str, execution_id: str, delay_seconds: float = 0
+    ) -> None:
+        if delay_seconds > 0:
+            self._promote_later(job_name, execution_id, delay_seconds)
+            return
+        self.dispatch_many([(job_name, execution_id)])
+
+    def dispatch_many(
+        self, items: Sequence[tuple[str, str]], delay_seconds: float = 0
+    ) -> None:
+        if delay_seconds > 0:
+            for job_name, execution_id in items:
+                self._promote_later(job_name, execution_id, delay_seconds)
+            return
+        with self._cond:
+            if not self._running:
+                return  # not consuming here: the row waits for a started runtime
+            for item in items:
+                if item[1] not in self._queued:
+                    self._queued.add(item[1])
+                    self._fifo.append(item)
+            self._top_up()
+            self._cond.notify(len(items))
+
+    def _top_up(self) -> None:
+        wanted = min(self.max_concurrency, self._busy + len(self._fifo))
+        while len(self._workers) < wanted and self._idle < len(self._fifo):
+            worker = threading.Thread(
+                target=self._work,
+                name=f"alepha-jobs-direct-{len(self._workers) + 1}",
+                daemon=True,
+            )
+            self._workers.append(worker)
+            self._idle += 1
+            worker.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            try:
+                contextvars.copy_context().run(self._process, *item)
+            except Exception:
+                logger.warning(
+                    "processing %s of %s failed; the sweep will retry it",
+                    item[1],
+                    item[0],
+                    exc_info=True,
+                    extra={"event": "dispatch.failed", "job": item[0]},
+                )
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._idle += 1
+                    self._cond.notify_all()
+
+    def _next(self) -> tuple[str, str] | None:
+        with self._cond:
+            while self._running and not self._fifo:
+                self._cond.wait()
+            if not self._running:
+                self._idle -= 1
+                return None
+            item = self._fifo.popleft()
+            self._queued.discard(item[1])
+            self._idle -= 1
+            self._busy += 1
+            return item

@@ -1,0 +1,270 @@
+"""Running one outbox execution (SPEC §4.5): claim, lease, handler, outcome."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import clock, logcapture
+from .context import AbortSignal, JobContext
+from .definition import JobDefinition
+from .errors import InvalidStateError
+from .events import JobEvent
+from .lease import beat_interval
+from .retry import backoff_delay
+from .store.base import Execution
+
+if TYPE_CHECKING:
+    from .app import Jobs
+
+logger = logging.getLogger(__name__)
+
+
+def error_message(error: BaseException) -> str:
+    """What the ``error`` column stores for a failure."""
+    return str(error) or type(error).__name__
+
+
+def process(jobs: Jobs, job_name: str, execution_id: str, inline: bool = False) -> None:
+    """Claim and run one execution; the dispatcher entry point.
+
+    :raises InvalidStateError: ``inline`` and the row could not be claimed.
+    :raises Exception: ``inline`` and the handler failed (after recording it).
+    """
+    definition = jobs.definition(job_name)
+    if definition is None or (definition.kind == "cron" and not definition.retry):
+        logger.warning(
+            "execution %s names %r, which has no outbox path here; ignored",
+            execution_id,
+            job_name,
+            extra={"event": "execution.unknown_job", "job": job_name},
+        )
+        return
+    with jobs.in_flight():
+        row = jobs.store.claim(execution_id, clock.now())
+        if row is None:
+            _claim_missed(jobs, execution_id, inline)
+            return
+        Run(jobs, definition, row, inline).execute()
+
+
+def _claim_missed(jobs: Jobs, execution_id: str, inline: bool) -> None:
+    row = jobs.store.get(execution_id)
+    if row is None:
+        logger.warning(
+            "delivery for execution %s, which no longer exists",
+            execution_id,
+            extra={"event": "execution.missing", "execution_id": execution_id},
+        )
+    else:
+        logger.debug("execution %s already claimed or not due", execution_id)
+    if inline:
+        status = row.status if row else "deleted"
+        raise InvalidStateError(
+            f"inline execution {execution_id} could not start: it is '{status}'"
+        )
+
+
+class Run:
+    """One claimed execution, from ``job:begin`` to ``job:end``."""
+
+    def __init__(
+        self, jobs: Jobs, definition: JobDefinition, row: Execution, inline: bool
+    ) -> None:
+        self.jobs = jobs
+        self.definition = definition
+        self.row = row
+        self.inline = inline
+        self.signal = AbortSignal()
+        self.now = row.started_at or clock.now()
+        self.logs: list[Any] = []
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    def execute(self) -> None:
+        jobs, definition = self.jobs, self.definition
+        crash_threshold = definition.crash_threshold(jobs.config.run_timeout)
+        jobs.lease.hold(self.id, beat_interval(crash_threshold))
+        jobs.signals[self.id] = self.signal
+        timer = self._arm_timeout()
+        try:
+            with logcapture.capture(jobs.config.log_max_entries) as buffer:
+                self._emit("job:begin", now=self.now)
+                error, ctx = self._call_handler()
+                self.logs = list(buffer)
+            self._finish(error, ctx)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            jobs.signals.pop(self.id, None)
+            self._emit("job:end")
+            jobs.lease.release(self.id)
+
+    def _arm_timeout(self) -> Any:
+        timeout = self.definition.timeout
+        if timeout is None:
+            return None
+        return self.jobs.timekeeper.call_at(
+            self.now + timeout, lambda: self.signal.abort("timeout"), tag="timeout"
+        )
+
+    def _call_handler(self) -> tuple[Exception | None, JobContext[Any] | None]:
+        ctx: JobContext[Any] | None = None
+        try:
+            ctx = self._context()
+            self.definition.wrapped_handler()(ctx)
+        except Exception as error:
+            return error, ctx
+        return None, ctx
+
+    def _context(self) -> JobContext[Any]:
+        schema = self.definition.schema
+        payload = self.row.payload
+        return JobContext(
+            payload=schema.model_validate(payload) if schema else None,
+            attempt=self.row.attempt,
+            now=self.now,
+            signal=self.signal,
+            execution_id=self.id,
+            job_name=self.definition.name,
+            _reschedule=self.jobs.reschedule_intent(
+                self.definition, self.inline, payload
+            ),
+        )
+
+    def _finish(self, error: Exception | None, ctx: JobContext[Any] | None) -> None:
+        if error is None and ctx is not None and ctx.intent is not None:
+            self._park(ctx)
+        elif error is None:
+            self._succeed()
+        elif self.signal.aborted and self._was_cancelled():
+            self._cancelled(error)
+        elif self.inline:
+            self._fail_inline(error)
+        else:
+            handle_failure(self.jobs, self.definition, self.row, error, self.logs)
+
+    def _park(self, ctx: JobContext[Any]) -> None:
+        intent = ctx.intent
+        assert intent is not None
+        parked = self.jobs.store.park(
+            self.id, clock.now(), intent.scheduled_at, intent.payload
+        )
+        if parked:
+            self.jobs.dispatch_at(self.definition.name, self.id, intent.scheduled_at)
+        else:
+            logger.debug("reschedule of %s dropped: the row left running", self.id)
+
+    def _succeed(self) -> None:
+        keep = self.definition.retention.records("ok")
+        self.jobs.store.succeed(self.id, clock.now(), self.logs, keep)
+        logger.info(
+            "%s %s succeeded",
+            self.definition.name,
+            self.id,
+            extra=self._extra("execution.succeeded"),
+        )
+        self._emit("job:success")
+
+    def _was_cancelled(self) -> bool:
+        current = self.jobs.store.get(self.id)
+        return current is not None and current.status == "cancelled"
+
+    def _cancelled(self, error: Exception) -> None:
+        self._emit("job:cancel")
+        if not self.definition.retention.records("error"):
+            self.jobs.store.delete_cancelled(self.id)
+        if self.inline:
+            raise error
+
+    def _fail_inline(self, error: Exception) -> None:
+        keep = self.definition.retention.records("error")
+        message = error_message(error)
+        self.jobs.store.fail(self.id, clock.now(), message, self.logs, keep)
+        self._emit("job:error", error=error)
+        raise error
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        self.jobs.events.emit(
+            JobEvent(event, self.definition.name, self.id, **fields)
+        )
+
+    def _extra(self, event: str) -> dict[str, Any]:
+        return {"event": event, "job": self.definition.name, "execution_id": self.id}
+
+
+def handle_failure(
+    jobs: Jobs,
+    definition: JobDefinition,
+    row: Execution,
+    error: BaseException,
+    logs: list[Any] | None,
+) -> None:
+    """Retry later or end the row in ``error`` (SPEC §5.4), then emit ``job:error``."""
+    now = clock.now()
+    message = error_message(error)
+    extra = {"event": "", "job": definition.name, "execution_id": row.id}
+    if _can_retry(definition, row.attempt, error):
+        next_at = now + _backoff(jobs, definition, row.attempt)
+        logger.info(
+            "%s %s failed; retry %d/%d in ~%ds: %s",
+            definition.name,
+            row.id,
+            row.attempt + 1,
+            definition.max_attempts,
+            round((next_at - now).total_seconds()),
+            message,
+            extra={**extra, "event": "execution.retrying"},
+        )
+        jobs.store.retry_later(row.id, now, message, next_at, logs)
+        jobs.dispatch_at(definition.name, row.id, next_at)
+    else:
+        logger.info(
+            "%s %s dead after %d attempt(s): %s",
+            definition.name,
+            row.id,
+            row.attempt,
+            message,
+            extra={**extra, "event": "execution.failed"},
+        )
+        keep = definition.retention.records("error")
+        jobs.store.fail(row.id, now, message, logs, keep)
+    jobs.events.emit(JobEvent("job:error", definition.name, row.id, error=error))
+
+
+def _can_retry(definition: JobDefinition, attempt: int, error: BaseException) -> bool:
+    retry = definition.retry
+    if retry is None or attempt >= retry.max_attempts:
+        return False
+    if retry.when is None:
+        return True
+    try:
+        return bool(retry.when(error))
+    except Exception:
+        logger.exception("retry.when of %s raised; not retrying", definition.name)
+        return False
+
+
+def _backoff(jobs: Jobs, definition: JobDefinition, attempt: int) -> Any:
+    config = jobs.config
+    return backoff_delay(
+        attempt,
+        definition.retry.backoff if definition.retry else None,
+        base=config.retry_backoff_base,
+        cap=config.retry_backoff_max,
+        random=config.random,
+    )
+
+
+def crash_message(row: Any, threshold_seconds: float) -> str:
+    """The synthetic error the sweep records for a run whose lease expired."""
+    started = clock.to_text(row.started_at) if row.started_at else "never"
+    renewed = clock.to_text(row.updated_at) if row.updated_at else "never"
+    return (
+        f"Execution assumed crashed (recovered by sweep): started {started}, "
+        f"lease last renewed {renewed}, no renewal within "
+        f"{threshold_seconds:g}s"
+    )
+

@@ -1,0 +1,63 @@
+"""Payload validation: pydantic first, then a JSON round that any store accepts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from .errors import PayloadError
+
+
+def validate(job_name: str, schema: type[BaseModel], payload: Any) -> dict[str, Any]:
+    """Validate ``payload`` against ``schema`` and return what the row stores.
+
+    :raises PayloadError: the payload fails the schema (the message names each
+        field), or its validated form is not plain JSON.
+    """
+    try:
+        model = payload if type(payload) is schema else schema.model_validate(payload)
+    except ValidationError as error:
+        raise PayloadError(_describe(job_name, schema, error)) from error
+    try:
+        data = model.model_dump(mode="json")
+        json.dumps(data, allow_nan=False)
+    except (PydanticSerializationError, TypeError, ValueError) as error:
+        raise PayloadError(
+            f"payload of job '{job_name}' cannot be stored as JSON: {error}; "
+            "use JSON types (str, int, float, bool, None, lists and dicts) or "
+            "pydantic types that serialise to them"
+        ) from error
+    _refuse_nul(job_name, data, "")
+    return data
+
+
+def _describe(job_name: str, schema: type[BaseModel], error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "(payload)"
+        problems.append(f"{where}: {item['msg']}")
+    return (
+        f"payload of job '{job_name}' does not match {schema.__name__}: "
+        + "; ".join(problems)
+    )
+
+
+def _refuse_nul(job_name: str, value: Any, path: str) -> None:
+    """Postgres cannot store U+0000 in text; refuse it on every store alike."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PayloadError(
+                f"payload of job '{job_name}': {path or '(payload)'} contains a NUL "
+                "character (U+0000), which the outbox cannot store; remove it or "
+                "encode the value (e.g. base64)"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(job_name, key, path)
+            _refuse_nul(job_name, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(job_name, item, f"{path}[{index}]")

@@ -1,0 +1,154 @@
+"""The outbox SQL, each statement addressed by name, with ``:name`` parameters.
+
+Every UPDATE sets ``updated_at`` explicitly (SPEC §0.3) and carries its guard in
+``WHERE``; the caller reads the row count or ``RETURNING`` to learn who won.
+"""
+
+from __future__ import annotations
+
+_T = "job_executions"
+
+COLUMNS = (
+    "id, created_at, updated_at, job_name, key, status, attempt, max_attempts, "
+    "redispatch_count, payload, scheduled_at, started_at, completed_at, error, logs, "
+    "triggered_by, triggered_by_name, cancelled_by, cancelled_by_name"
+)
+LIST_COLUMNS = COLUMNS.replace("payload, ", "").replace(", logs", "")
+
+SQL: dict[str, str] = {
+    "insert": f"""
+        INSERT INTO {_T} (id, created_at, updated_at, job_name, key, status,
+            max_attempts, payload, scheduled_at, triggered_by, triggered_by_name)
+        VALUES (:id, :now, :now, :job_name, :key, :status, :max_attempts, :payload,
+            :scheduled_at, :triggered_by, :triggered_by_name)""",
+    "insert_keyed": f"""
+        INSERT INTO {_T} (id, created_at, updated_at, job_name, key, status,
+            max_attempts, payload, scheduled_at, triggered_by, triggered_by_name)
+        VALUES (:id, :now, :now, :job_name, :key, :status, :max_attempts, :payload,
+            :scheduled_at, :triggered_by, :triggered_by_name)
+        ON CONFLICT (job_name, key) DO NOTHING
+        RETURNING id""",
+    "insert_terminal": f"""
+        INSERT INTO {_T} (id, created_at, updated_at, job_name, status, attempt,
+            max_attempts, started_at, completed_at, error, logs, triggered_by,
+            triggered_by_name)
+        VALUES (:id, :completed_at, :completed_at, :job_name, :status, 1, 1,
+            :started_at, :completed_at, :error, :logs, :triggered_by,
+            :triggered_by_name)""",
+    "get": f"SELECT {COLUMNS} FROM {_T} WHERE id = :id",
+    "get_by_key": f"SELECT id FROM {_T} WHERE job_name = :job_name AND key = :key",
+    "claim": f"""
+        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
+            started_at = :now, updated_at = :now
+        WHERE id = :id AND (status = 'pending'
+            OR (status = 'scheduled' AND scheduled_at <= :now))
+        RETURNING {COLUMNS}""",
+    "renew": f"""
+        UPDATE {_T} SET status = 'running', updated_at = :now
+        WHERE status = 'running' AND id IN ({{ids}})
+        RETURNING id""",
+    "succeed_keep": f"""
+        UPDATE {_T} SET status = 'ok', completed_at = :now, updated_at = :now,
+            key = NULL, logs = :logs
+        WHERE id = :id AND status = 'running'""",
+    "delete_if_running": f"DELETE FROM {_T} WHERE id = :id AND status = 'running'",
+    "delete_if_pending": f"DELETE FROM {_T} WHERE id = :id AND status = 'pending'",
+    "retry_later": f"""
+        UPDATE {_T} SET status = 'scheduled', error = :error,
+            scheduled_at = :scheduled_at, logs = :logs, updated_at = :now
+        WHERE id = :id AND status = 'running'""",
+    "fail": f"""
+        UPDATE {_T} SET status = 'error', error = :error, completed_at = :now,
+            key = NULL, logs = COALESCE(:logs, logs), updated_at = :now
+        WHERE id = :id AND status = :from_status""",
+    "park": f"""
+        UPDATE {_T} SET status = 'scheduled', scheduled_at = :scheduled_at,
+            payload = :payload, attempt = 0, redispatch_count = 0, updated_at = :now
+        WHERE id = :id AND status = 'running'""",
+    "promote_due": f"""
+        UPDATE {_T} SET status = 'pending', updated_at = :now
+        WHERE id = :id AND status = 'scheduled' AND scheduled_at <= :now""",
+    "promote": f"""
+        UPDATE {_T} SET status = 'pending', updated_at = :now
+        WHERE id = :id AND status = 'scheduled'""",
+    "bump_redispatch": f"""
+        UPDATE {_T} SET redispatch_count = redispatch_count + 1, updated_at = :now
+        WHERE id = :id AND status = 'pending'""",
+    "cancel": f"""
+        UPDATE {_T} SET status = 'cancelled', key = NULL, cancelled_by = :by,
+            cancelled_by_name = :by_name, completed_at = :now, updated_at = :now
+        WHERE id = :id AND status IN ('pending', 'running', 'scheduled')""",
+    "cancel_by_key": f"""
+        UPDATE {_T} SET status = 'cancelled', key = NULL, cancelled_by = :by,
+            cancelled_by_name = :by_name, completed_at = :now, updated_at = :now
+        WHERE job_name = :job_name AND key = :key
+            AND status IN ('pending', 'scheduled')
+        RETURNING id""",
+    "delete_cancelled": f"DELETE FROM {_T} WHERE id = :id AND status = 'cancelled'",
+    "delete_terminal": f"""
+        DELETE FROM {_T}
+        WHERE id IN ({{ids}}) AND status IN ('ok', 'error', 'cancelled')""",
+    "due_scheduled": f"""
+        SELECT id, job_name FROM {_T}
+        WHERE status = 'scheduled' AND scheduled_at <= :now
+        ORDER BY scheduled_at LIMIT :limit""",
+    "stale_pending": f"""
+        SELECT id, job_name, redispatch_count FROM {_T}
+        WHERE status = 'pending' AND updated_at <= :cutoff
+        ORDER BY updated_at LIMIT :limit""",
+    "running": f"""
+        SELECT id, job_name, attempt, started_at, updated_at FROM {_T}
+        WHERE status = 'running' AND updated_at <= :cutoff
+        ORDER BY updated_at LIMIT :limit""",
+    "ready": f"""
+        SELECT id, job_name FROM (
+            SELECT id, job_name, updated_at AS since FROM {_T}
+            WHERE status = 'pending' AND updated_at <= :cutoff
+                AND job_name IN ({{names}})
+            UNION ALL
+            SELECT id, job_name, scheduled_at AS since FROM {_T}
+            WHERE status = 'scheduled' AND scheduled_at <= :cutoff
+                AND job_name IN ({{names}})
+        ) AS ready ORDER BY since LIMIT :limit""",
+    "unregistered_ids": f"""
+        SELECT id FROM {_T} WHERE job_name NOT IN ({{names}})
+            AND (:live OR status IN ('ok', 'error', 'cancelled'))
+        LIMIT :limit""",
+    "delete_ids": f"DELETE FROM {_T} WHERE id IN ({{ids}})",
+    "terminal_groups": f"""
+        SELECT job_name, status, COUNT(id), MIN(completed_at), MAX(completed_at)
+        FROM {_T} WHERE status IN ('ok', 'error', 'cancelled')
+        GROUP BY job_name, status""",
+    "ids_beyond": f"""
+        SELECT id FROM {_T} WHERE job_name = :job_name AND status = :status
+        ORDER BY completed_at DESC, created_at DESC
+        LIMIT :limit OFFSET :offset""",
+    "ids_completed_before": f"""
+        SELECT id FROM {_T} WHERE job_name = :job_name AND status = :status
+            AND completed_at < :cutoff AND id <> :spare
+        LIMIT :limit""",
+    "newest_id": f"""
+        SELECT id FROM {_T} WHERE job_name = :job_name AND status = :status
+        ORDER BY completed_at DESC, created_at DESC LIMIT 1""",
+    "live_counts": f"""
+        SELECT job_name, COUNT(id) FROM {_T}
+        WHERE status IN ('pending', 'scheduled', 'running') GROUP BY job_name""",
+}
+
+SORTS: dict[str, str] = {
+    "created_at": "created_at ASC",
+    "-created_at": "created_at DESC",
+    "started_at": "started_at ASC, created_at DESC",
+    "-started_at": "started_at DESC, created_at DESC",
+    "completed_at": "completed_at ASC, created_at DESC",
+    "-completed_at": "completed_at DESC, created_at DESC",
+    "status": "status ASC, created_at DESC",
+    "-status": "status DESC, created_at DESC",
+    "attempt": "attempt ASC, created_at DESC",
+    "-attempt": "attempt DESC, created_at DESC",
+}
+
+
+def placeholders(prefix: str, count: int) -> str:
+    """``:p0, :p1, ...`` for an ``IN (...)`` list of ``count`` bound values."""
+    return ", ".join(f":{prefix}{index}" for index in range(count))

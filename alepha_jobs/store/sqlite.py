@@ -1,0 +1,542 @@
+"""The SQLite outbox: one connection per thread, WAL, ``BEGIN IMMEDIATE`` writes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import clock
+from ..errors import ConfigurationError, InvalidArgumentError, StoreError
+from .base import (
+    Due,
+    Execution,
+    ExecutionQuery,
+    Group,
+    NewExecution,
+    Status,
+    Store,
+    TerminalRun,
+)
+from .queries import COLUMNS, LIST_COLUMNS, SORTS, SQL, placeholders
+from .sqlite_schema import migrate
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute.db`` to a file path.
+
+    :raises ConfigurationError: not an SQLite URL, or an in-memory database.
+    """
+    if not url.startswith("sqlite:///"):
+        raise ConfigurationError(
+            f"{url!r} is not an SQLite URL; write sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db"
+        )
+    raw = url[len("sqlite:///") :].split("?", 1)[0]
+    if raw in ("", ":memory:"):
+        raise ConfigurationError(
+            f"{url!r}: an in-memory database cannot be shared between the threads "
+            "and processes that run jobs; name a file, e.g. sqlite:///jobs.db"
+        )
+    return Path(raw)
+
+
+def _translated(method: _F) -> _F:
+    """Turn any sqlite3 error raised by ``method`` into a :class:`StoreError`."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise self.translate(error) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+class SqliteStore(Store):
+    """The default outbox, in one SQLite file shared by every local process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            migrate(self.path, self._connect)
+        except sqlite3.Error as error:
+            raise self.translate(error) from error
+
+    def translate(self, error: sqlite3.Error) -> StoreError:
+        """The one place a driver error becomes a :class:`StoreError`."""
+        text = str(error)
+        if "not a database" in text:
+            hint = "the file exists but is not an SQLite database; point at another"
+        elif "unable to open" in text:
+            hint = "check that the directory exists and is writable"
+        elif "locked" in text or "busy" in text:
+            hint = f"another process held the write lock over {BUSY_TIMEOUT_MS} ms"
+        else:
+            hint = type(error).__name__
+        return StoreError(f"SQLite database {str(self.path)!r}: {text} ({hint})")
+
+    # connections
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.conn = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            try:
+                connection.close()
+            except sqlite3.ProgrammingError:
+                pass  # created in another thread that is still using it
+        self._local = threading.local()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        connection = self._conn
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _run(self, name: str, **params: Any) -> int:
+        return self._conn.execute(SQL[name], params).rowcount
+
+    def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+        return self._conn.execute(SQL[name], params).fetchall()
+
+    # pushes
+
+    @_translated
+    def insert(self, rows: Sequence[NewExecution]) -> None:
+        now = clock.to_text(clock.now())
+        params = [_insert_params(row, now) for row in rows]
+        with self._write() as connection:
+            connection.executemany(SQL["insert"], params)
+
+    @_translated
+    def insert_keyed(self, row: NewExecution) -> tuple[str, bool]:
+        params = _insert_params(row, clock.to_text(clock.now()))
+        with self._write() as connection:
+            created = connection.execute(SQL["insert_keyed"], params).fetchone()
+            if created is not None:
+                return row.id, True
+            winner = connection.execute(
+                SQL["get_by_key"], {"job_name": row.job_name, "key": row.key}
+            ).fetchone()
+        if winner is None:  # the holder ended between our insert and read
+            return self.insert_keyed(row)
+        return winner[0], False
+
+    def insert_in(self, connection: Any, row: NewExecution) -> str:
+        if not isinstance(connection, sqlite3.Connection):
+            raise InvalidArgumentError(
+                f"connection= must be an open sqlite3.Connection to {self.path}, "
+                f"got {type(connection).__name__}"
+            )
+        try:
+            self._check_same_file(connection)
+            params = _insert_params(row, clock.to_text(clock.now()))
+            created = connection.execute(SQL["insert_keyed"], params).fetchone()
+            if created is not None:
+                return row.id
+            winner = connection.execute(
+                SQL["get_by_key"], {"job_name": row.job_name, "key": row.key}
+            ).fetchone()
+        except sqlite3.Error as error:
+            raise self.translate(error) from error
+        return str(winner[0])
+
+    def _check_same_file(self, connection: sqlite3.Connection) -> None:
+        main = connection.execute("PRAGMA database_list").fetchone()
+        if not main or Path(main[2]).resolve() != self.path.resolve():
+            raise InvalidArgumentError(
+                f"connection= is open on {main[2] if main else '?'!r}, not on the "
+                f"outbox {str(self.path)!r}; the row must share the caller's database"
+            )
+
+    @_translated
+    def insert_terminal(self, run: TerminalRun) -> None:
+        self._run(
+            "insert_terminal",
+            id=run.id,
+            job_name=run.job_name,
+            status=run.status,
+            started_at=clock.to_text(run.started_at),
+            completed_at=clock.to_text(run.completed_at),
+            error=run.error,
+            logs=_json(run.logs),
+            triggered_by=run.triggered_by,
+            triggered_by_name=run.triggered_by_name,
+        )
+
+    @_translated
+    def get(self, execution_id: str) -> Execution | None:
+        row = self._conn.execute(SQL["get"], {"id": execution_id}).fetchone()
+        return None if row is None else _execution(row)
+
+    # transitions
+
+    @_translated
+    def claim(self, execution_id: str, now: datetime) -> Execution | None:
+        row = self._conn.execute(
+            SQL["claim"], {"id": execution_id, "now": clock.to_text(now)}
+        ).fetchone()
+        return None if row is None else _execution(row)
+
+    @_translated
+    def renew(self, ids: Iterable[str], now: datetime) -> set[str]:
+        alive: set[str] = set()
+        for chunk in _chunks(list(ids), 500):
+            params: dict[str, Any] = {f"i{n}": value for n, value in enumerate(chunk)}
+            params["now"] = clock.to_text(now)
+            sql = SQL["renew"].format(ids=placeholders("i", len(chunk)))
+            alive.update(row[0] for row in self._conn.execute(sql, params))
+        return alive
+
+    @_translated
+    def succeed(
+        self, execution_id: str, now: datetime, logs: list[Any], keep: bool
+    ) -> bool:
+        if not keep:
+            return self._run("delete_if_running", id=execution_id) == 1
+        params = {"id": execution_id, "now": clock.to_text(now), "logs": _json(logs)}
+        return self._run("succeed_keep", **params) == 1
+
+    @_translated
+    def retry_later(
+        self,
+        execution_id: str,
+        now: datetime,
+        error: str,
+        scheduled_at: datetime,
+        logs: list[Any] | None,
+    ) -> bool:
+        changed = self._run(
+            "retry_later",
+            id=execution_id,
+            now=clock.to_text(now),
+            error=error,
+            scheduled_at=clock.to_text(scheduled_at),
+            logs=_json(logs),
+        )
+        return changed == 1
+
+    @_translated
+    def fail(
+        self,
+        execution_id: str,
+        now: datetime,
+        error: str,
+        logs: list[Any] | None,
+        keep: bool,
+        from_status: Status = "running",
+    ) -> bool:
+        if not keep:
+            return self._run(f"delete_if_{from_status}", id=execution_id) == 1
+        changed = self._run(
+            "fail",
+            id=execution_id,
+            now=clock.to_text(now),
+            error=error,
+            logs=_json(logs),
+            from_status=from_status,
+        )
+        return changed == 1
+
+    @_translated
+    def park(
+        self,
+        execution_id: str,
+        now: datetime,
+        scheduled_at: datetime,
+        payload: dict[str, Any] | None,
+    ) -> bool:
+        changed = self._run(
+            "park",
+            id=execution_id,
+            now=clock.to_text(now),
+            scheduled_at=clock.to_text(scheduled_at),
+            payload=_json(payload),
+        )
+        return changed == 1
+
+    @_translated
+    def promote(self, execution_id: str, now: datetime, due_only: bool) -> bool:
+        name = "promote_due" if due_only else "promote"
+        return self._run(name, id=execution_id, now=clock.to_text(now)) == 1
+
+    @_translated
+    def bump_redispatch(self, execution_id: str, now: datetime) -> bool:
+        return self._run("bump_redispatch", id=execution_id, now=clock.to_text(now)) == 1
+
+    @_translated
+    def cancel(
+        self, execution_id: str, now: datetime, by: str | None, by_name: str | None
+    ) -> bool:
+        params = {"id": execution_id, "now": clock.to_text(now)}
+        return self._run("cancel", by=by, by_name=by_name, **params) == 1
+
+    @_translated
+    def cancel_by_key(
+        self,
+        job_name: str,
+        key: str,
+        now: datetime,
+        by: str | None,
+        by_name: str | None,
+    ) -> str | None:
+        rows = self._rows(
+            "cancel_by_key",
+            job_name=job_name,
+            key=key,
+            now=clock.to_text(now),
+            by=by,
+            by_name=by_name,
+        )
+        return rows[0][0] if rows else None
+
+    @_translated
+    def delete_cancelled(self, execution_id: str) -> bool:
+        return self._run("delete_cancelled", id=execution_id) == 1
+
+    @_translated
+    def delete_terminal(self, ids: Sequence[str]) -> int:
+        return self._delete_in("delete_terminal", ids)
+
+    # sweep and pickup
+
+    @_translated
+    def due_scheduled(self, now: datetime, limit: int) -> list[Due]:
+        rows = self._rows("due_scheduled", now=clock.to_text(now), limit=limit)
+        return [Due(id=row[0], job_name=row[1]) for row in rows]
+
+    @_translated
+    def stale_pending(self, cutoff: datetime, limit: int) -> list[Due]:
+        rows = self._rows("stale_pending", cutoff=clock.to_text(cutoff), limit=limit)
+        return [Due(row[0], row[1], redispatch_count=row[2] or 0) for row in rows]
+
+    @_translated
+    def running(self, cutoff: datetime, limit: int) -> list[Due]:
+        rows = self._rows("running", cutoff=clock.to_text(cutoff), limit=limit)
+        return [
+            Due(
+                id=row[0],
+                job_name=row[1],
+                attempt=row[2],
+                started_at=clock.from_text(row[3]),
+                updated_at=clock.from_text(row[4]),
+            )
+            for row in rows
+        ]
+
+    @_translated
+    def ready(
+        self, cutoff: datetime, names: Sequence[str], limit: int
+    ) -> list[Due]:
+        params: dict[str, Any] = {f"n{i}": name for i, name in enumerate(names)}
+        params.update(cutoff=clock.to_text(cutoff), limit=limit)
+        sql = SQL["ready"].format(names=placeholders("n", len(names)))
+        rows = self._conn.execute(sql, params).fetchall()
+        return [Due(id=row[0], job_name=row[1]) for row in rows]
+
+    # trim
+
+    @_translated
+    def unregistered_ids(
+        self, names: Sequence[str], limit: int, live: bool
+    ) -> list[str]:
+        params: dict[str, Any] = {f"n{i}": name for i, name in enumerate(names)}
+        params.update(limit=limit, live=live)
+        sql = SQL["unregistered_ids"].format(names=placeholders("n", len(names)))
+        rows = self._conn.execute(sql, params).fetchall()
+        return [row[0] for row in rows]
+
+    @_translated
+    def delete_ids(self, ids: Sequence[str]) -> int:
+        return self._delete_in("delete_ids", ids)
+
+    @_translated
+    def terminal_groups(self) -> list[Group]:
+        return [
+            Group(
+                job_name=row[0],
+                status=row[1],
+                count=int(row[2]),
+                oldest=clock.from_text(row[3]),
+                newest=clock.from_text(row[4]),
+            )
+            for row in self._rows("terminal_groups")
+        ]
+
+    @_translated
+    def ids_beyond(
+        self, job_name: str, status: Status, offset: int, limit: int
+    ) -> list[str]:
+        rows = self._rows(
+            "ids_beyond", job_name=job_name, status=status, offset=offset, limit=limit
+        )
+        return [row[0] for row in rows]
+
+    @_translated
+    def ids_completed_before(
+        self,
+        job_name: str,
+        status: Status,
+        cutoff: datetime,
+        spare: str | None,
+        limit: int,
+    ) -> list[str]:
+        rows = self._rows(
+            "ids_completed_before",
+            job_name=job_name,
+            status=status,
+            cutoff=clock.to_text(cutoff),
+            spare=spare or "",
+            limit=limit,
+        )
+        return [row[0] for row in rows]
+
+    @_translated
+    def newest_id(self, job_name: str, status: Status) -> str | None:
+        rows = self._rows("newest_id", job_name=job_name, status=status)
+        return rows[0][0] if rows else None
+
+    @_translated
+    def live_counts(self) -> dict[str, int]:
+        return {row[0]: int(row[1]) for row in self._rows("live_counts")}
+
+    # admin
+
+    @_translated
+    def list(self, query: ExecutionQuery) -> tuple[list[Execution], int]:
+        where, params = _filters(query)
+        total = self._conn.execute(
+            f"SELECT COUNT(id) FROM job_executions{where}", params
+        ).fetchone()[0]
+        sql = (
+            f"SELECT {LIST_COLUMNS} FROM job_executions{where} "
+            f"ORDER BY {SORTS[query.sort]} LIMIT :size OFFSET :offset"
+        )
+        params.update(size=query.size, offset=query.page * query.size)
+        rows = self._conn.execute(sql, params).fetchall()
+        return [_listed(row) for row in rows], int(total)
+
+    def _delete_in(self, name: str, ids: Sequence[str]) -> int:
+        deleted = 0
+        for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+            params = {f"i{n}": value for n, value in enumerate(chunk)}
+            sql = SQL[name].format(ids=placeholders("i", len(chunk)))
+            deleted += self._conn.execute(sql, params).rowcount
+        return deleted
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _insert_params(row: NewExecution, now: str) -> dict[str, Any]:
+    scheduled = row.scheduled_at
+    return {
+        "id": row.id,
+        "now": now,
+        "job_name": row.job_name,
+        "key": row.key,
+        "status": row.status,
+        "max_attempts": row.max_attempts,
+        "payload": _json(row.payload),
+        "scheduled_at": None if scheduled is None else clock.to_text(scheduled),
+        "triggered_by": row.triggered_by,
+        "triggered_by_name": row.triggered_by_name,
+    }
+
+
+_TIMES = ("created_at", "updated_at", "scheduled_at", "started_at", "completed_at")
+_JSON = ("payload", "logs")
+_NAMES = [name.strip() for name in COLUMNS.split(",")]
+_LIST_NAMES = [name.strip() for name in LIST_COLUMNS.split(",")]
+
+
+def _execution(row: Sequence[Any], names: list[str] = _NAMES) -> Execution:
+    values = dict(zip(names, row))
+    for name in _TIMES:
+        values[name] = clock.from_text(values[name])
+    for name in _JSON:
+        if values.get(name) is not None:
+            values[name] = json.loads(values[name])
+    return Execution(**values)
+
+
+def _listed(row: Sequence[Any]) -> Execution:
+    return _execution(row, _LIST_NAMES)
+
+
+def _filters(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if query.job_name is not None:
+        clauses.append("job_name = :job_name")
+        params["job_name"] = query.job_name
+    if query.statuses:
+        names = placeholders("s", len(query.statuses))
+        clauses.append(f"status IN ({names})")
+        params.update({f"s{i}": s for i, s in enumerate(query.statuses)})
+    if query.trigger is not None:
+        clauses.append(_TRIGGERS[query.trigger])
+    if query.started_from is not None:
+        clauses.append("started_at >= :started_from")
+        params["started_from"] = clock.to_text(query.started_from)
+    if query.started_to is not None:
+        clauses.append("started_at <= :started_to")
+        params["started_to"] = clock.to_text(query.started_to)
+    if query.key is not None:
+        clauses.append("instr(key, :key) > 0")
+        params["key"] = query.key
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+_TRIGGERS = {
+    "scheduled": "triggered_by = 'system'",
+    "manual": "triggered_by IS NOT NULL AND triggered_by <> 'system'",
+    "code": "triggered_by IS NULL",
+}
