@@ -75,8 +75,10 @@ class JobsConfig:
                 continue
             value = getattr(self, field.name)
             if value is _MISSING:
-                value = _from_env(field.name, field.metadata["default"])
-            object.__setattr__(self, field.name, _check(field.name, value))
+                checked = _checked_env(field.name, field.metadata["default"])
+            else:
+                checked = _check(field.name, value)
+            object.__setattr__(self, field.name, checked)
         if not callable(self.random):
             raise ConfigurationError("random must be a zero-argument callable")
 
@@ -118,6 +120,19 @@ def _from_env(
                 f"{variable}={raw!r} is not a whole number"
             ) from None
     return raw.strip()
+
+
+def _checked_env(name: str, default: object) -> object:
+    """The checked environment value of ``name``, or its default; an invalid
+    environment value is reported under the variable's name."""
+    variable = ENV_PREFIX + name.upper()
+    value = _from_env(name, default)
+    if variable not in os.environ:
+        return _check(name, value)
+    try:
+        return _check(name, value)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{variable}: {error}") from None
 
 
 def _check(name: str, value: object) -> object:

@@ -224,9 +224,9 @@ def _parse_cron(name: str, cron: str, timezone: str) -> CronExpression:
     try:
         return CronExpression(cron, timezone)
     except RegistrationError as error:
-        raise type(error)(
-            f"Invalid cron expression '{cron}' for job '{name}': {error}"
-        ) from error
+        prefix = f"Invalid cron expression '{cron}'"
+        detail = str(error).removeprefix(prefix).lstrip(": ")
+        raise type(error)(f"{prefix} for job '{name}': {detail}") from error
 
 
 def _check_handler(name: str, handler: Handler) -> Handler:

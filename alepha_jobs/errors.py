@@ -61,3 +61,7 @@ class DispatchError(JobsError):
 
 class DelayNotSupported(DispatchError):
     """A transport declines a delayed dispatch; the caller falls back to a timer."""
+
+
+class LockError(StoreError):
+    """A lock store failed; the driver's error is the ``__cause__``."""

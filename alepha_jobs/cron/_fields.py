@@ -227,7 +227,7 @@ def _parse_text(text: str) -> CronFields:
         fixed_time=not (minute.startswith("*") or hour.startswith("*")),
         has_seconds=has_seconds,
     )
-    _check_can_fire(fields.days, fields.months, day, month)
+    _check_can_fire(fields, day, month, weekday)
     return fields
 
 
@@ -396,26 +396,25 @@ def _parse_nth(item: str) -> tuple[int, int]:
     return weekday, int(nth_text)
 
 
-def _check_can_fire(
-    days: DaySpec, months: tuple[int, ...], day_text: str, month_text: str
-) -> None:
-    if _ever_matches(days, months):
+def _check_can_fire(fields: CronFields, day: str, month: str, weekday: str) -> None:
+    if _ever_matches(fields.days, fields.months):
         return
     day_alone = replace(
-        days,
+        fields.days,
         weekdays=frozenset(),
         nth_weekdays=frozenset(),
         last_weekdays=frozenset(),
         intersect=False,
     )
-    if not _ever_matches(day_alone, months):
+    if not _ever_matches(day_alone, fields.months):
         raise _FieldError(
-            f"it can never fire: no day in day-of-month '{day_text.upper()}' exists "
-            f"in month '{month_text}'; use 'L' for the last day of the month"
+            f"it can never fire: no day in day-of-month '{day.upper()}' exists "
+            f"in month '{month}'; use 'L' for the last day of the month"
         )
     raise _FieldError(
-        "it can never fire: day-of-month and day-of-week never match the same day "
-        "(a field starting with '*' makes the two combine with AND, not OR)"
+        f"it can never fire: day-of-month '{day.upper()}' and day-of-week "
+        f"'{weekday.upper()}' never match the same day in month '{month}' (a field "
+        "starting with '*' makes the two combine with AND, not OR)"
     )
 
 

@@ -16,13 +16,15 @@ after its argument and never yields two fire times for one instant.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import InvalidArgumentError, InvalidCronExpression
 from ._fields import SEARCH_YEARS, CronFields, parse
 
 __all__ = ["CronExpression", "next_fire"]
+
+_UTC = timezone.utc
 
 
 class CronExpression:
@@ -162,11 +164,11 @@ def _fire_instants(
     """
     first, second = _offsets(wall, zone)
     if first == second:
-        instant = (wall - first).replace(tzinfo=UTC)
+        instant = (wall - first).replace(tzinfo=_UTC)
         return (instant,), instant
     if first > second:
-        earlier = (wall - first).replace(tzinfo=UTC)
-        later = (wall - second).replace(tzinfo=UTC)
+        earlier = (wall - first).replace(tzinfo=_UTC)
+        later = (wall - second).replace(tzinfo=_UTC)
         return ((earlier,) if fixed_time else (earlier, later)), earlier
     jump = _jump_instant(wall, first, second, zone)
     return ((jump,) if fixed_time else ()), jump
@@ -193,8 +195,8 @@ def _jump_instant(
 
     The jump lies in ``(wall - after, wall - before]``: bisect on the offset.
     """
-    low = (wall - after).replace(tzinfo=UTC)
-    high = (wall - before).replace(tzinfo=UTC)
+    low = (wall - after).replace(tzinfo=_UTC)
+    high = (wall - before).replace(tzinfo=_UTC)
     while high - low > timedelta(seconds=1):
         middle = (low + (high - low) // 2).replace(microsecond=0)
         if _offset(middle.astimezone(zone)) == after:
@@ -223,7 +225,7 @@ def _to_utc(moment: datetime) -> datetime:
             f"{moment.isoformat()} is a naive datetime; it must be timezone-aware, "
             "e.g. datetime.now(timezone.utc)"
         )
-    return moment.astimezone(UTC)
+    return moment.astimezone(_UTC)
 
 
 def _load_zone(name: str, expression: str) -> ZoneInfo:

@@ -134,6 +134,23 @@ class SqliteStore(Store):
             raise
         connection.execute("COMMIT")
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's autocommit connection, for companions on the same file.
+
+        sqlite3 errors reach the caller untranslated; see :meth:`translate`.
+        """
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside a ``BEGIN IMMEDIATE`` transaction.
+
+        Commits on exit, rolls back on an exception. sqlite3 errors reach the
+        caller untranslated; see :meth:`translate`.
+        """
+        with self._write() as connection:
+            yield connection
+
     def _run(self, name: str, **params: Any) -> int:
         return self._conn.execute(SQL[name], params).rowcount
 

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real SQLite file per test, runtimes that clean up after
+themselves, and a dispatcher that records instead of delivering."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from alepha_jobs import Jobs, JobsConfig
+from alepha_jobs.dispatch.base import Dispatcher
+from alepha_jobs.errors import DelayNotSupported
+
+NEVER = "0 0 1 1 *"  # a sweep/trim schedule that does not fire during a test
+
+
+@pytest.fixture
+def db_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path}/jobs.db"
+
+
+MakeJobs = Callable[..., Jobs]
+
+
+@pytest.fixture
+def make_jobs(db_url: str) -> Iterator[MakeJobs]:
+    """Build a :class:`Jobs` on the test's database; every one is closed at the end.
+
+    Keyword arguments go to :class:`JobsConfig`; the periodic sweep and trim are
+    off unless a test sets ``sweep_cron``/``trim_cron``.
+    """
+    created: list[Jobs] = []
+
+    def factory(
+        url: str | None = None, dispatcher: Dispatcher | None = None, **config: Any
+    ) -> Jobs:
+        config.setdefault("sweep_cron", NEVER)
+        config.setdefault("trim_cron", NEVER)
+        jobs = Jobs(url or db_url, config=JobsConfig(**config), dispatcher=dispatcher)
+        created.append(jobs)
+        return jobs
+
+    yield factory
+    for jobs in created:
+        jobs.close()
+
+
+class RecordingDispatcher(Dispatcher):
+    """Accepts dispatches and records them; delivers nothing unless told to."""
+
+    kind = "direct"
+
+    def __init__(self, *, decline_delays: bool = False) -> None:
+        self.decline_delays = decline_delays
+        self.dispatched: list[tuple[str, str, float]] = []
+        self.batches: list[list[tuple[str, str]]] = []
+        self.declined: list[tuple[str, str, float]] = []
+
+    def dispatch(
+        self, job_name: str, execution_id: str, delay_seconds: float = 0
+    ) -> None:
+        if delay_seconds > 0 and self.decline_delays:
+            self.declined.append((job_name, execution_id, delay_seconds))
+            raise DelayNotSupported("this transport cannot hold delayed messages")
+        self.dispatched.append((job_name, execution_id, delay_seconds))
+
+    def dispatch_many(
+        self, items: Sequence[tuple[str, str]], delay_seconds: float = 0
+    ) -> None:
+        self.batches.append(list(items))
+        super().dispatch_many(items, delay_seconds)
+
+    def deliver_all(self) -> None:
+        """Run every recorded immediate dispatch through the real execution path."""
+        pending, self.dispatched = self.dispatched, []
+        for job_name, execution_id, delay in pending:
+            if delay <= 0:
+                self._process(job_name, execution_id)
+
+
+@pytest.fixture
+def recording() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` on an Event wait (never ``time.sleep``)."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        pause.wait(0.01)
+    return predicate()
