@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +22,8 @@ def validate(job_name: str, schema: type[BaseModel], payload: Any) -> dict[str, 
         model = payload if type(payload) is schema else schema.model_validate(payload)
     except ValidationError as error:
         raise PayloadError(_describe(job_name, schema, error)) from error
+    if model.model_config.get("ser_json_inf_nan", "null") == "null":
+        _refuse_non_finite(job_name, model.model_dump(), "")
     try:
         data = model.model_dump(mode="json")
         json.dumps(data, allow_nan=False)
@@ -43,6 +46,22 @@ def _describe(job_name: str, schema: type[BaseModel], error: ValidationError) ->
         f"payload of job '{job_name}' does not match {schema.__name__}: "
         + "; ".join(problems)
     )
+
+
+def _refuse_non_finite(job_name: str, value: Any, path: str) -> None:
+    """JSON has no NaN or infinity, and pydantic would write ``null`` for one held
+    in an ``Any`` field; refuse it rather than store a different value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError(
+            f"payload of job '{job_name}': {path or '(payload)'} is {value!r}, which "
+            "JSON cannot store; send a finite number or None"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(job_name, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, item in enumerate(value):
+            _refuse_non_finite(job_name, item, f"{path}[{index}]")
 
 
 def _refuse_nul(job_name: str, value: Any, path: str) -> None:

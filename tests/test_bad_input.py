@@ -160,22 +160,24 @@ def test_a_payload_that_is_not_json_is_refused(welcome: Job, data: Any) -> None:
 
 @pytest.mark.usefixtures("nothing_written")
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "named"),
     [
-        {"user_id": 1, "score": math.nan},
-        {"user_id": 1, "score": math.inf},
-        {"user_id": 1, "data": math.nan},
-        {"user_id": 1, "data": {"ratio": -math.inf}},
-        {"user_id": 1, "data": [1.0, math.nan]},
+        ({"user_id": 1, "score": math.nan}, "score"),
+        ({"user_id": 1, "score": math.inf}, "score"),
+        ({"user_id": 1, "data": math.nan}, "data"),
+        ({"user_id": 1, "data": {"ratio": -math.inf}}, "data.ratio"),
+        ({"user_id": 1, "data": [1.0, math.nan]}, "data[1]"),
     ],
     ids=["float-nan", "float-inf", "any-nan", "nested-inf", "list-nan"],
 )
 def test_a_non_finite_float_is_refused_not_turned_into_null(
-    welcome: Job, payload: dict[str, Any]
+    welcome: Job, payload: dict[str, Any], named: str
 ) -> None:
     """JSON has no NaN or infinity; storing ``null`` instead would lose data."""
-    with pytest.raises(PayloadError):
+    with pytest.raises(PayloadError) as caught:
         welcome.push(payload)
+
+    assert named in str(caught.value)
 
 
 @pytest.mark.usefixtures("nothing_written")
@@ -340,9 +342,7 @@ def test_an_empty_key_is_refused_by_cancel_by_key(welcome: Job) -> None:
 # what is accepted
 
 
-def test_a_schema_instance_is_accepted_as_the_payload(
-    jobs: Jobs, welcome: Job
-) -> None:
+def test_a_schema_instance_is_accepted_as_the_payload(jobs: Jobs, welcome: Job) -> None:
     execution_id = welcome.push(Welcome(user_id=7, address=Address(city="Lyon", zip=1)))
 
     row = jobs.get_execution(execution_id)

@@ -325,9 +325,7 @@ def test_retention_is_checked_on_cron_jobs_too(jobs: Jobs) -> None:
 
 
 @pytest.mark.parametrize("expression", ["not a cron", "61 * * * *", "* * *"])
-def test_an_unparsable_cron_expression_is_refused(
-    jobs: Jobs, expression: str
-) -> None:
+def test_an_unparsable_cron_expression_is_refused(jobs: Jobs, expression: str) -> None:
     """§1.2 rule 11."""
     with pytest.raises(InvalidCronExpression) as caught:
         register(jobs, cron=expression)
