@@ -22,7 +22,9 @@ from .dispatch.base import Dispatcher
 from .dispatch.direct import DirectDispatcher
 from .dispatch.pickup import Pickup
 from .cron.expression import CronExpression
+from .cron.runner import CronRunner
 from .cron.scheduler import Scheduler
+from .cron.catch_up import catch_up
 from .dispatch.timers import Timekeeper
 from .durations import DurationLike
 from .errors import (
@@ -35,6 +37,8 @@ from .errors import (
 from .events import Emitter, Listener
 from .execution import process
 from .lease import Lease
+from .locks.base import LockStore
+from .locks.database import DatabaseLockStore
 from .options import Retention, Retry
 from .store.base import Execution, ExecutionQuery, Store
 from .store.listing import build_query, Page
@@ -61,6 +65,13 @@ def open_store(url: str) -> Store:
     )
 
 
+def _ignoring_instant(task: Callable[[], Any]) -> Callable[..., None]:
+    def run(*, instant: datetime | None = None) -> None:
+        task()
+
+    return run
+
+
 def _config_cron(name: str, expression: str) -> CronExpression:
     try:
         return CronExpression(expression)
@@ -76,6 +87,8 @@ class Jobs:
     :param config: settings; default :class:`JobsConfig` from the environment.
     :param dispatcher: a custom :class:`~alepha_jobs.dispatch.base.Dispatcher`
         (advanced; the default is the direct, in-process pool).
+    :param locks: where cron locks live; default the outbox database, so cron
+        runs once per instant across every process that shares it.
     :raises ConfigurationError: the URL or a setting is invalid.
     :raises StoreError: the database cannot be opened or is not a database.
     """
@@ -87,6 +100,7 @@ class Jobs:
         queue: str | None = None,
         config: JobsConfig | None = None,
         dispatcher: Dispatcher | None = None,
+        locks: LockStore | None = None,
     ) -> None:
         if queue is not None:
             raise ConfigurationError(
@@ -104,6 +118,8 @@ class Jobs:
             self.config.direct_max_concurrency
         )
         self.dispatcher.bind(self.process_execution, self.schedule_local_promotion)
+        self.locks = locks if locks is not None else self._default_locks()
+        self.cron = CronRunner(self, self.locks)
         self.events = Emitter()
         self.timekeeper = Timekeeper()
         self.lease = Lease(self.store)
@@ -116,6 +132,11 @@ class Jobs:
         self._stopping = False
         self._scheduler: Scheduler | None = None
         self._pickup: Pickup | None = None
+
+    def _default_locks(self) -> LockStore:
+        if isinstance(self.store, SqliteStore):
+            return DatabaseLockStore(self.store)
+        raise ConfigurationError(f"no default lock store for {self.store.url!r}")
 
     # registration
 
@@ -160,6 +181,8 @@ class Jobs:
             handle = Job(self, definition)
             self._definitions[name] = definition
             self._handles[name] = handle
+            if definition.cron is not None and self._scheduler is not None:
+                self._scheduler.add(name, definition.cron, self.cron.scheduled, name)
             logger.debug(
                 "registered %s (%s, retries %s)",
                 name,
@@ -269,10 +292,10 @@ class Jobs:
         if definition is None:
             raise JobNotFoundError(f"Job not registered: {name}")
         if definition.kind == "cron":
-            raise JobUsageError(
-                f"Job '{name}' is a cron job; cron jobs are not supported yet by "
-                "this version of alepha_jobs"
-            )
+            if payload is not None:
+                raise JobUsageError(f"Job '{name}' is a cron job: it takes no payload")
+            self.cron.tick(definition, None, triggered_by, triggered_by_name)
+            return
         if not payload:
             raise JobUsageError(
                 f"Job '{name}' is a queue job: a payload is required to trigger it"
@@ -415,6 +438,7 @@ class Jobs:
             self._pickup.start()
         self._log_modes()
         self.sweep()
+        catch_up(self)
         atexit.register(self._stop_at_exit)
         return self
 
@@ -422,7 +446,12 @@ class Jobs:
         scheduler = Scheduler()
         tasks = {"system.jobs.sweep": self.sweep, "system.jobs.trim": self.trim}
         for name, expression in self._housekeeping.items():
-            scheduler.add(name, expression, tasks[name])
+            scheduler.add(name, expression, _ignoring_instant(tasks[name]))
+        for definition in self._definitions.values():
+            if definition.cron is not None:
+                scheduler.add(
+                    definition.name, definition.cron, self.cron.scheduled, definition.name
+                )
         return scheduler
 
     def _log_modes(self) -> None:
@@ -460,6 +489,7 @@ class Jobs:
         self.lease.stop()
         with self._state:
             self._started = False
+            self._scheduler = None
         atexit.unregister(self._stop_at_exit)
         logger.info("alepha_jobs stopped", extra={"event": "runtime.stopped"})
         return settled
@@ -545,6 +575,7 @@ class Jobs:
         return Page(rows, total, query.page, query.size)
 
     def close(self) -> None:
-        """Stop, then close the database connections."""
+        """Stop, then close the lock store and the database connections."""
         self.stop()
+        self.locks.close()
         self.store.close()

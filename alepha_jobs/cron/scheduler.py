@@ -8,10 +8,14 @@ APScheduler only keeps time and never interprets cron syntax itself.
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job as SchedulerJob
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
@@ -38,12 +42,33 @@ class ExpressionTrigger(BaseTrigger):
         return f"cron[{self.expression.expression}]"
 
 
+class InstantExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs each due task on its own named daemon thread and hands it the
+    *scheduled* fire time (the latest one when ticks were coalesced), which is
+    the same in every process."""
+
+    def _do_submit_job(self, job: SchedulerJob, run_times: list[datetime]) -> None:
+        instant = run_times[-1]
+
+        def run() -> None:
+            try:
+                job.func(*job.args, instant=instant)
+            except BaseException:
+                self._run_job_error(job.id, *sys.exc_info()[1:])
+            else:
+                self._run_job_success(job.id, [])
+
+        name = f"alepha-jobs-cron-{job.id}"
+        threading.Thread(target=run, name=name, daemon=True).start()
+
+
 class Scheduler:
     """One BackgroundScheduler with ``coalesce`` and ``max_instances=1`` per task."""
 
     def __init__(self) -> None:
         self._scheduler = BackgroundScheduler(
             timezone=timezone.utc,
+            executors={"default": InstantExecutor()},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -58,7 +83,8 @@ class Scheduler:
         task: Callable[..., Any],
         *args: Any,
     ) -> None:
-        """Run ``task(*args)`` at every fire time of ``expression``."""
+        """Run ``task(*args, instant=fire_time)`` at every fire time of
+        ``expression``."""
         self._scheduler.add_job(
             _guarded(name, task),
             ExpressionTrigger(expression),
@@ -77,9 +103,9 @@ class Scheduler:
 
 
 def _guarded(name: str, task: Callable[..., Any]) -> Callable[..., None]:
-    def run(*args: Any) -> None:
+    def run(*args: Any, instant: datetime | None = None) -> None:
         try:
-            task(*args)
+            task(*args, instant=instant)
         except Exception:
             logger.exception(
                 "periodic task %s failed", name, extra={"event": "cron.task_failed"}
