@@ -40,6 +40,10 @@ def process(jobs: Jobs, job_name: str, execution_id: str, inline: bool = False) 
             extra={"event": "execution.unknown_job", "job": job_name},
         )
         return
+    if jobs.stopping and not inline:
+        # SPEC §5.8: a delivery taken after shutdown began leaves the row pending.
+        logger.debug("stopping: %s left for the next runtime", execution_id)
+        return
     with jobs.in_flight():
         row = jobs.store.claim(execution_id, clock.now())
         if row is None:

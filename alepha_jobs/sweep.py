@@ -20,6 +20,7 @@ from .store.base import Due, Execution
 
 if TYPE_CHECKING:
     from .app import Jobs
+    from .definition import JobDefinition
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def sweep(jobs: Jobs) -> SweepReport:
 
 def _batch(
     jobs: Jobs, phase: str, rows: list[Due], limit: int
-) -> list[tuple[Due, object]]:
+) -> list[tuple[Due, JobDefinition]]:
     if len(rows) >= limit:
         logger.info(
             "sweep phase %s filled its batch of %d; the rest waits for the next tick",
@@ -71,7 +72,8 @@ def _batch(
 
 def _promote_due(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
     promoted = 0
-    for row, _ in _batch(jobs, "promote-due", jobs.store.due_scheduled(now, limit), limit):
+    due = jobs.store.due_scheduled(now, limit)
+    for row, _ in _batch(jobs, "promote-due", due, limit):
         try:
             moved = jobs.store.promote(row.id, now, due_only=False)
         except Exception:
@@ -85,7 +87,8 @@ def _promote_due(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
 
 def _redispatch_stale(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
     cutoff = now - jobs.config.stale_threshold
-    rows = _batch(jobs, "redispatch-stale", jobs.store.stale_pending(cutoff, limit), limit)
+    stale = jobs.store.stale_pending(cutoff, limit)
+    rows = _batch(jobs, "redispatch-stale", stale, limit)
     redispatched = never = 0
     for row, definition in rows:
         try:
@@ -99,7 +102,9 @@ def _redispatch_stale(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
     return {"redispatched": redispatched, "never_claimed": never}
 
 
-def _never_claimed(jobs: Jobs, row: Due, definition: object, now: datetime) -> int:
+def _never_claimed(
+    jobs: Jobs, row: Due, definition: JobDefinition, now: datetime
+) -> int:
     count = row.redispatch_count
     message = (
         f"Never claimed after {count} sweep re-dispatch(es) "
@@ -112,7 +117,7 @@ def _never_claimed(jobs: Jobs, row: Due, definition: object, now: datetime) -> i
         message,
         extra={"event": "sweep.never_claimed", "job": row.job_name},
     )
-    keep = definition.retention.records("error")  # type: ignore[attr-defined]
+    keep = definition.retention.records("error")
     if not jobs.store.fail(row.id, now, message, None, keep, from_status="pending"):
         return 0
     error = RuntimeError(message)
@@ -125,7 +130,7 @@ def _recover_crashed(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
     rows = _batch(jobs, "recover-crashed", jobs.store.running(cutoff, limit), limit)
     recovered = 0
     for row, definition in rows:
-        threshold = definition.crash_threshold(jobs.config.run_timeout)  # type: ignore[attr-defined]
+        threshold = definition.crash_threshold(jobs.config.run_timeout)
         if not _crashed(jobs, row, now, threshold):
             continue
         try:
@@ -137,7 +142,7 @@ def _recover_crashed(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
                 error,
                 extra={"event": "sweep.recovered", "job": row.job_name},
             )
-            handle_failure(jobs, definition, _as_execution(row, now), error, None)  # type: ignore[arg-type]
+            handle_failure(jobs, definition, _as_execution(row, now), error, None)
             recovered += 1
         except Exception:
             logger.warning("recovering %s failed", row.id, exc_info=True)

@@ -47,7 +47,16 @@ def trim(jobs: Jobs) -> TrimReport:
         trimmed = _enforce(jobs, clock.now())
     except Exception:
         logger.exception("trim retention failed", extra={"event": "trim.failed"})
+    _prune_locks(jobs)
     return TrimReport(purged=purged, trimmed=trimmed)
+
+
+def _prune_locks(jobs: Jobs) -> None:
+    """Cron instant claims are never released; drop the expired ones."""
+    try:
+        jobs.locks.prune()
+    except Exception:
+        logger.warning("pruning expired cron locks failed", exc_info=True)
 
 
 def purge(jobs: Jobs, names: list[str], *, live: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,15 @@ def counting_job(jobs: Jobs) -> tuple[Job, list[int]]:
         done.append(ctx.payload.n)
 
     return work, done
+
+
+def wait_for_shutdown(jobs: Jobs) -> None:
+    """Return the moment ``stop()`` has begun: a short spin rather than a timed
+    wait, so the handler ends while the rest of the shutdown is under way."""
+    deadline = time.monotonic() + 5
+    while not jobs.stopping:
+        if time.monotonic() > deadline:
+            raise AssertionError("stop() never began")
 
 
 def status_of(jobs: Jobs, execution_id: str) -> str | None:
@@ -79,7 +89,7 @@ def test_stop_waits_for_a_running_handler_and_returns_true(
     def slow(ctx: JobContext[Work]) -> None:
         """Finish only once shutdown has begun."""
         started.set()
-        assert wait_until(lambda: jobs.stopping, timeout=5)
+        wait_for_shutdown(jobs)
         finished.set()
 
     jobs.start()
@@ -140,7 +150,7 @@ def test_rows_still_queued_at_stop_stay_pending_and_a_new_runtime_runs_them(
         ran.append(ctx.payload.n)
         started.set()
         if ctx.payload.n == 0:
-            assert wait_until(lambda: jobs.stopping, timeout=5)
+            wait_for_shutdown(jobs)
 
     jobs.start()
     ids = [first_blocks.push({"n": n}) for n in range(3)]

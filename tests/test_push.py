@@ -642,12 +642,17 @@ def _register(jobs: Any, calls: list[int], ran: threading.Event) -> Any:
     return work
 
 
-def test_a_runtime_that_is_not_started_writes_the_row_and_runs_nothing(
-    make_jobs: MakeJobs,
+@pytest.mark.parametrize("started", [False, True], ids=["not-started", "no-consume"])
+def test_a_runtime_that_does_not_consume_writes_the_row_and_runs_nothing(
+    make_jobs: MakeJobs, started: bool
 ) -> None:
+    """DESIGN §8.10: a CLI, a cron script or ``start(consume=False)``."""
     writer = make_jobs(pickup_delay=0.1)
     writer_calls: list[int] = []
     work = _register(writer, writer_calls, threading.Event())
+    before = set(threading.enumerate())
+    if started:
+        writer.start(consume=False)
 
     execution_id = work.push({"n": 7})
 
@@ -655,6 +660,9 @@ def test_a_runtime_that_is_not_started_writes_the_row_and_runs_nothing(
     assert row is not None and row.status == "pending"
     assert writer.drain(0)
     assert writer_calls == []
+    new_threads = [t.name for t in set(threading.enumerate()) - before]
+    assert not [n for n in new_threads if n.startswith("alepha-jobs-direct")]
+    assert "alepha-jobs-pickup" not in new_threads
 
 
 def test_a_started_runtime_picks_up_rows_another_runtime_wrote(

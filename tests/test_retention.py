@@ -434,17 +434,20 @@ def test_cron_outbox_success_keeps_an_ok_row(make_jobs: MakeJobs) -> None:
     assert (row.status, row.attempt) == ("ok", 1)
 
 
-@pytest.mark.xfail(reason="cron trigger arrives with the cron issue", strict=True)
 def test_cron_trigger_with_retry_leaves_one_ok_row(make_jobs: MakeJobs) -> None:
-    """#102"""
+    """#102: the trigger writes an outbox row that the pool runs and keeps."""
     jobs = make_jobs()
     job = register(jobs, "reports.daily", cron="0 3 * * *", retry=Retry(2))
     jobs.start()
 
-    job.trigger()
+    job.trigger(triggered_by="user-1")
     assert jobs.drain(timeout=5)
 
-    assert statuses(jobs, "reports.daily") == ["ok"]
+    with connect(jobs) as connection:
+        rows = connection.execute(
+            "SELECT status, attempt, max_attempts, triggered_by FROM job_executions"
+        ).fetchall()
+    assert rows == [("ok", 1, 3, "user-1")]
     assert job.describe_retention()["ok"] == {"last": 7}
 
 

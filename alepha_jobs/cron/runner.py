@@ -21,7 +21,7 @@ from ..definition import JobDefinition
 from ..events import JobEvent
 from ..execution import error_message
 from ..locks.base import LockStore, owner_of
-from ..store.base import NewExecution, TerminalRun
+from ..store.base import NewExecution, Status, TerminalRun
 
 if TYPE_CHECKING:
     from ..app import Jobs
@@ -253,7 +253,7 @@ class InlineCronRun:
         triggered_by: str | None,
         triggered_by_name: str | None,
     ) -> None:
-        status = "ok" if error is None else "error"
+        status: Status = "ok" if error is None else "error"
         if self.definition.retention.records(status):
             run = TerminalRun(
                 id=self.id,

@@ -96,6 +96,8 @@ class Scheduler:
 
     def start(self) -> None:
         self._scheduler.start()
+        # APScheduler calls its thread "APScheduler"; ours are all alepha-jobs-*.
+        self._scheduler._thread.name = "alepha-jobs-scheduler"
 
     def stop(self) -> None:
         if self._scheduler.running:

@@ -31,6 +31,7 @@ from .sqlite_schema import migrate
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -70,6 +71,12 @@ class SqliteStore(Store):
     """The default outbox, in one SQLite file shared by every local process."""
 
     def __init__(self, url: str) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ConfigurationError(
+                f"SQLite {sqlite3.sqlite_version} is too old: alepha_jobs needs "
+                "3.35 or newer (for RETURNING); use a Python built against a newer "
+                "SQLite"
+            )
         self.url = url
         self.path = path_from_url(url)
         self._local = threading.local()
