@@ -25,7 +25,7 @@ from .cron.expression import CronExpression
 from .cron.runner import CronRunner
 from .cron.scheduler import Scheduler
 from .cron.catch_up import catch_up
-from .dispatch.timers import Timekeeper
+from .dispatch.timers import Timekeeper, Timer
 from .durations import DurationLike
 from .errors import (
     ConfigurationError,
@@ -124,6 +124,7 @@ class Jobs:
         self.timekeeper = Timekeeper()
         self.lease = Lease(self.store)
         self.signals: dict[str, AbortSignal] = {}
+        self._promotions: dict[str, Timer] = {}
         self._definitions: dict[str, JobDefinition] = {}
         self._handles: dict[str, Job] = {}
         self._state = threading.Condition()
@@ -400,14 +401,25 @@ class Jobs:
         delay = timedelta(seconds=max(0.0, delay_seconds))
         if delay > PROMOTION_CEILING or not self._started or self._stopping:
             return
-        self.timekeeper.call_at(
+        timer = self.timekeeper.call_at(
             clock.now() + delay,
             lambda: self.dispatch_scheduled(job_name, execution_id),
             tag="promotion",
         )
+        with self._state:
+            self._promotions[execution_id] = timer
+
+    def forget_promotion(self, execution_id: str) -> None:
+        """Disarm the local timer of a row that left ``scheduled`` (a cancel)."""
+        with self._state:
+            timer = self._promotions.pop(execution_id, None)
+        if timer is not None:
+            timer.cancel()
 
     def dispatch_scheduled(self, job_name: str, execution_id: str) -> None:
         """Promote a due ``scheduled`` row (T6) and dispatch it; re-arm if early."""
+        with self._state:
+            self._promotions.pop(execution_id, None)
         if self._stopping:
             return
         if self.store.promote(execution_id, clock.now(), due_only=True):
@@ -486,6 +498,8 @@ class Jobs:
             self._abort_all()
         self.dispatcher.stop(5.0)
         self.timekeeper.stop()
+        with self._state:
+            self._promotions.clear()
         self.lease.stop()
         with self._state:
             self._started = False

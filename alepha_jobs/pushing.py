@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -184,6 +183,7 @@ def cancel(
         current = jobs.store.get(execution_id)
         status = current.status if current else "deleted"
         raise InvalidStateError(f"Cannot cancel execution in '{status}' status")
+    jobs.forget_promotion(execution_id)
     signal = jobs.signals.get(execution_id)
     if signal is not None:
         signal.abort("cancelled")
@@ -212,6 +212,7 @@ def cancel_by_key(
     )
     if execution_id is None:
         return None
+    jobs.forget_promotion(execution_id)
     logger.info(
         "%s %s cancelled by key %r",
         definition.name,
@@ -228,6 +229,3 @@ def _records_error(jobs: Jobs, job_name: str) -> bool:
     definition = jobs.definition(job_name)
     return definition is None or definition.retention.records("error")
 
-
-def is_sqlite_connection(connection: Any) -> bool:
-    return isinstance(connection, sqlite3.Connection)
