@@ -428,6 +428,7 @@ def test_a_log_entry_has_level_message_logger_and_timestamp_ms(
 def test_a_stored_payload_that_no_longer_validates_fails_normally(
     make_jobs: MakeJobs,
     recording: RecordingDispatcher,
+    db_url: str,
     retry: Retry | None,
     status: str,
 ) -> None:
@@ -443,7 +444,7 @@ def test_a_stored_payload_that_no_longer_validates_fails_normally(
 
     seen = record_events(jobs)
     execution_id = welcome.push({"user_id": 1})
-    with sqlite3.connect(jobs.store.path) as connection:
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as connection:
         connection.execute(
             "UPDATE job_executions SET payload = ? WHERE id = ?",
             ('{"user_id": "not a number"}', execution_id),

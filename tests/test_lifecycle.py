@@ -84,12 +84,14 @@ def test_stop_waits_for_a_running_handler_and_returns_true(
     jobs = make_jobs()
     finished = threading.Event()
     started = threading.Event()
+    aborted: list[bool] = []
 
     @jobs.job("life.slow", schema=Work)
     def slow(ctx: JobContext[Work]) -> None:
-        """Finish only once shutdown has begun."""
+        """Keep working for 0.2 s after shutdown began, then finish."""
         started.set()
         wait_for_shutdown(jobs)
+        aborted.append(ctx.signal.wait(0.2))
         finished.set()
 
     jobs.start()
@@ -98,6 +100,7 @@ def test_stop_waits_for_a_running_handler_and_returns_true(
 
     assert jobs.stop() is True
     assert finished.is_set()
+    assert aborted == [False]  # the drain did not fire the signal
     assert status_of(jobs, execution_id) is None  # succeeded, not recorded
 
 
@@ -254,9 +257,13 @@ def test_runtime_threads_are_named_alepha_jobs_and_are_daemons(
     assert new
     assert all(t.name.startswith("alepha-jobs-") for t in new), [t.name for t in new]
     assert all(t.daemon for t in new)
-    assert {"alepha-jobs-pickup", "alepha-jobs-lease", "alepha-jobs-timekeeper"} <= {
-        t.name for t in new
-    }
+    assert {
+        "alepha-jobs-direct-1",
+        "alepha-jobs-lease",
+        "alepha-jobs-pickup",
+        "alepha-jobs-scheduler",
+        "alepha-jobs-timekeeper",
+    } <= {t.name for t in new}
 
 
 def test_the_registry_lists_jobs_and_is_read_only(make_jobs: MakeJobs) -> None:

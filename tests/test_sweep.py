@@ -236,6 +236,33 @@ def test_promote_due_does_not_resurrect_a_row_cancelled_after_the_select(
     assert handled == []
 
 
+def test_redispatch_is_not_sent_when_the_row_was_claimed_after_the_select(
+    make_jobs: MakeJobs,
+    recording: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """§5.3 step 3: count first; a re-dispatch that cannot be counted is not sent."""
+    jobs = make_jobs(dispatcher=recording)
+    work_job(jobs)
+    stale = insert_row(jobs, "pending", NOW - 4 * HOUR)
+    select = jobs.store.stale_pending
+
+    def select_then_claim(cutoff: datetime, limit: int) -> Any:
+        rows = select(cutoff, limit)
+        for row in rows:
+            jobs.store.claim(row.id, NOW)
+        return rows
+
+    monkeypatch.setattr(jobs.store, "stale_pending", select_then_claim)
+    with freeze_time(NOW):
+        report = jobs.sweep()
+
+    row = row_of(jobs, stale)
+    assert (row.status, row.redispatch_count) == ("running", 0)
+    assert report.redispatched == 0
+    assert recording.dispatched == []
+
+
 def test_heartbeat_interval_is_a_third_of_the_crash_threshold() -> None:
     """#79 / §4.5: ``max(250 ms, crash_threshold / 3)``."""
     assert beat_interval(timedelta(seconds=2)) == pytest.approx(2 / 3)
@@ -253,7 +280,7 @@ class FailingRenewal(SqliteStore):
         raise self.failure
 
 
-def claimed_row(jobs: Jobs, recording: RecordingDispatcher) -> str:
+def claimed_row(jobs: Jobs) -> str:
     """A ``running`` row, claimed as a worker would, that no handler runs here."""
     job, _ = work_job(jobs)
     execution_id = job.push({"n": 1})
@@ -275,7 +302,7 @@ def test_heartbeat_keeps_renewing_after_a_failed_beat(
     """#76: transient errors must not stop the heartbeat."""
     jobs = make_jobs(dispatcher=recording)
     with freeze_time(NOW):
-        execution_id = claimed_row(jobs, recording)
+        execution_id = claimed_row(jobs)
     store = FailingRenewal(db_url, failure)
     lease = Lease(store)
     try:
@@ -295,7 +322,7 @@ def test_heartbeat_drops_a_row_that_is_no_longer_running(
     """#76: "not found" or not ``running`` any more stops renewing that row."""
     jobs = make_jobs(dispatcher=recording)
     with freeze_time(NOW):
-        execution_id = claimed_row(jobs, recording)
+        execution_id = claimed_row(jobs)
         kept = insert_row(jobs, "running", NOW)
     if ending == "cancelled":
         jobs.cancel(execution_id)
@@ -323,7 +350,7 @@ def test_recently_renewed_run_is_not_recovered(
     """#77: ``started_at`` 2 h old but a fresh lease: the row stays ``running``."""
     jobs = make_jobs(dispatcher=recording)
     with freeze_time(NOW) as frozen:
-        execution_id = claimed_row(jobs, recording)
+        execution_id = claimed_row(jobs)
         frozen.tick(2 * HOUR)
         assert jobs.store.renew([execution_id], NOW + 2 * HOUR) == {execution_id}
         report = jobs.sweep()
@@ -342,7 +369,7 @@ def test_expired_lease_without_retry_ends_in_error_naming_both_times(
     jobs.on("job:error", errors.append)
     renewed = NOW + timedelta(minutes=10)
     with freeze_time(NOW) as frozen:
-        execution_id = claimed_row(jobs, recording)
+        execution_id = claimed_row(jobs)
         jobs.store.renew([execution_id], renewed)
         frozen.move_to(renewed + 2 * HOUR)
         report = jobs.sweep()
