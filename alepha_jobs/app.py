@@ -58,10 +58,14 @@ def open_store(url: str) -> Store:
     """
     if url.startswith("sqlite:"):
         return SqliteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from .store.postgres import PostgresStore
+
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ConfigurationError(
         f"unsupported database URL scheme {scheme!r} in {url!r}; this version "
-        "supports sqlite:///path/to/file.db"
+        "supports sqlite:///path/to/file.db and postgresql://user@host/database"
     )
 
 
@@ -137,6 +141,12 @@ class Jobs:
     def _default_locks(self) -> LockStore:
         if isinstance(self.store, SqliteStore):
             return DatabaseLockStore(self.store)
+        from .store.postgres import PostgresStore
+
+        if isinstance(self.store, PostgresStore):
+            from .locks.postgres import PostgresLockStore
+
+            return PostgresLockStore(self.store)
         raise ConfigurationError(f"no default lock store for {self.store.url!r}")
 
     # registration

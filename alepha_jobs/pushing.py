@@ -47,6 +47,11 @@ def start_time(
 def _check_key(key: str | None) -> None:
     if key is not None and (not isinstance(key, str) or not key):
         raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
+    if key is not None and "\x00" in key:
+        raise InvalidArgumentError(
+            f"key {key!r} contains a NUL character (U+0000), which the outbox "
+            "cannot store"
+        )
 
 
 def prepare(

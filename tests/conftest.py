@@ -7,11 +7,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import freezegun
 import pytest
 
 from alepha_jobs import Jobs, JobsConfig
 from alepha_jobs.dispatch.base import Dispatcher
 from alepha_jobs.errors import DelayNotSupported
+
+# pytest's own timing must keep reading the real clock under frozen time.
+freezegun.configure(extend_ignore_list=["_pytest.timing", "_pytest.runner"])
 
 NEVER = "0 0 1 1 *"  # a sweep/trim schedule that does not fire during a test
 

@@ -4,6 +4,7 @@ DESIGN §6 and §8.4 (time zones, ``catch_up=True``)."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,7 @@ from freezegun import freeze_time
 from pydantic import BaseModel
 
 from alepha_jobs import (
+    DispatchError,
     Execution,
     Job,
     JobContext,
@@ -344,6 +346,43 @@ def test_cron_with_retry_writes_a_pending_row_and_dispatches_it(
     assert calls == []
 
 
+class RefusingDispatcher(RecordingDispatcher):
+    """A transport that is down: every dispatch raises."""
+
+    def dispatch(
+        self, job_name: str, execution_id: str, delay_seconds: float = 0
+    ) -> None:
+        raise DispatchError("broker unreachable")
+
+
+def test_a_dispatch_error_of_cron_with_retry_reaches_a_trigger_caller(
+    make_jobs: MakeJobs,
+) -> None:
+    """§6.4: the row stays for the sweep, the run lock is released, and the
+    error propagates to a manual trigger."""
+    jobs = make_jobs(dispatcher=RefusingDispatcher())
+    job = cron_job(jobs, lambda ctx: None, retry=Retry(1))
+
+    for _ in range(2):  # the second gets past the run lock: it was released
+        with pytest.raises(DispatchError, match="broker unreachable"):
+            job.trigger()
+
+    assert [row.status for row in rows(jobs)] == ["pending", "pending"]
+
+
+def test_a_dispatch_error_of_a_scheduled_tick_is_logged_not_raised(
+    make_jobs: MakeJobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§6.4: the scheduled tick logs "Cron tick failed"."""
+    jobs = make_jobs(dispatcher=RefusingDispatcher())
+    cron_job(jobs, lambda ctx: None, retry=Retry(1))
+
+    jobs.cron.scheduled(NAME, INSTANT)
+
+    assert [row.status for row in rows(jobs)] == ["pending"]
+    assert any("Cron tick failed" in r.getMessage() for r in caplog.records)
+
+
 # registration
 
 
@@ -396,6 +435,24 @@ def test_catch_up_on_first_start_records_a_baseline_without_running(
     assert seen == []
     assert rows(jobs) == []
     assert jobs.locks.get(last_key(NAME)) == "2026-01-01T12:00:00.000Z"
+
+
+def test_catch_up_by_two_processes_starting_together_runs_once(
+    make_jobs: MakeJobs,
+) -> None:
+    """The catch-up tick goes through the instant claim."""
+    seen: list[datetime] = []
+    with freeze_time(START) as frozen:
+        catch_up_runtime(make_jobs, seen).start().stop()
+        frozen.move_to(START + timedelta(hours=1))
+
+        replicas = [catch_up_runtime(make_jobs, seen) for _ in range(2)]
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            replica.stop()
+
+    assert seen == [INSTANT]
 
 
 def test_catch_up_runs_a_missed_instant_exactly_once_at_the_next_start(
@@ -473,3 +530,39 @@ def test_a_cron_job_registered_after_start_is_scheduled(jobs: Jobs) -> None:
     cron_job(jobs, lambda ctx: ran.set(), cron=EVERY_SECOND)
 
     assert ran.wait(5)
+
+
+def open_files(path: str) -> int:
+    """How many file descriptors of this process point at ``path`` (Linux)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed while listing
+        count += target == path
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.xfail(
+    reason="each tick runs on a new thread that opens its own SQLite connection, "
+    "kept until close(): one more open file per tick",
+    strict=True,
+)
+def test_ticks_do_not_accumulate_open_database_connections(
+    jobs: Jobs, db_url: str
+) -> None:
+    """DESIGN §4: one connection per thread, and a long-running process must not
+    grow without bound; a per-second cron ticks 86,400 times a day."""
+    path = os.path.realpath(db_url.removeprefix("sqlite:///"))
+    ticks = threading.Semaphore(0)
+    cron_job(jobs, lambda ctx: ticks.release(), cron=EVERY_SECOND)
+    jobs.start()
+    assert ticks.acquire(timeout=5)
+    after_first = open_files(path)
+
+    for _ in range(3):
+        assert ticks.acquire(timeout=5)
+
+    assert open_files(path) <= after_first

@@ -35,12 +35,15 @@ from alepha_jobs.locks import (
     RedisLockStore,
     owner_of,
 )
+from alepha_jobs.locks.postgres import PostgresLockStore
+from alepha_jobs.store.postgres import PostgresStore
 from alepha_jobs.store.sqlite import SqliteStore
 
 from .conftest import wait_until
+from .postgres_service import fresh_schema, url_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-KINDS = ["memory", "database", "file", "redis"]
+KINDS = ["memory", "database", "file", "redis", "postgres"]
 FROZEN_TTL = timedelta(seconds=10)
 REDIS_TTL = timedelta(milliseconds=80)  # Redis expires on its own clock
 
@@ -81,6 +84,11 @@ def store(kind: str, tmp_path: Path, prefix: str) -> Iterator[LockStore]:
         outbox.close()
     elif kind == "file":
         yield FileLockStore(tmp_path / "locks")
+    elif kind == "postgres":
+        with fresh_schema() as schema:
+            pg_outbox = PostgresStore(url_for(schema))
+            yield PostgresLockStore(pg_outbox)
+            pg_outbox.close()
     else:
         client = _redis_client()
         with RedisLockStore(REDIS_URL) as redis_store:
@@ -88,6 +96,12 @@ def store(kind: str, tmp_path: Path, prefix: str) -> Iterator[LockStore]:
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)
         client.close()
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    with fresh_schema() as schema:
+        yield schema
 
 
 class Lapse:
@@ -325,8 +339,15 @@ def _race_in_child(
     kind: str, target: str, start: Any, results: Any, index: int
 ) -> None:
     """Runs in a spawned process: open the shared store, SET NX, report the value."""
-    outbox = SqliteStore(target) if kind == "database" else None
-    store = DatabaseLockStore(outbox) if outbox else FileLockStore(target)
+    outbox: Any = None
+    if kind == "database":
+        outbox = SqliteStore(target)
+        store: LockStore = DatabaseLockStore(outbox)
+    elif kind == "postgres":
+        outbox = PostgresStore(target)
+        store = PostgresLockStore(outbox)
+    else:
+        store = FileLockStore(target)
     try:
         start.wait(timeout=60)
         value = store.set("race", f"process-{index},token", nx=True, ttl=60)
@@ -341,13 +362,16 @@ def _race_in_child(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shared_kind", ["database", "file"])
+@pytest.mark.parametrize("shared_kind", ["database", "file", "postgres"])
 def test_concurrent_set_nx_from_four_processes_has_exactly_one_winner(
-    shared_kind: str, tmp_path: Path
+    shared_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ):
     if shared_kind == "database":
         target = f"sqlite:///{tmp_path}/jobs.db"
         SqliteStore(target).close()  # create the schema before the race
+    elif shared_kind == "postgres":
+        target = url_for(request.getfixturevalue("postgres_schema"))
+        PostgresStore(target).close()
     else:
         target = str(tmp_path / "locks")
     context = multiprocessing.get_context("spawn")
@@ -379,7 +403,9 @@ def test_concurrent_set_nx_from_four_processes_has_exactly_one_winner(
 # housekeeping and edges
 
 
-@pytest.mark.parametrize("kind", ["memory", "database", "file"], indirect=True)
+@pytest.mark.parametrize(
+    "kind", ["memory", "database", "file", "postgres"], indirect=True
+)
 def test_prune_removes_only_expired_keys(lapse: Lapse, store: LockStore, prefix: str):
     store.set(prefix + "old", "owner-1,token", ttl=lapse.ttl)
     store.set(prefix + "kept", "owner-1,token")

@@ -127,18 +127,17 @@ class PostgresStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self._db = _drivers()
-        self.driver_errors: tuple[type[BaseException], ...] = (
-            self._db.psycopg.Error,
-        )
+        self.driver_errors: tuple[type[BaseException], ...] = (self._db.psycopg.Error,)
         conninfo, own = _split_url(url)
         self.schema: str | None = own.get("schema") or None
+        pool_size = _pool_size(url, own.get("pool_max_size"))
         self._where, self._kwargs = self._describe(conninfo)
         self._conninfo = conninfo
         self._closed = threading.Event()
         self.database = ""
         self.current_schema = ""
         self._connect_first()
-        self._pool = self._open_pool(_pool_size(url, own.get("pool_max_size")))
+        self._pool = self._open_pool(pool_size)
 
     def _describe(self, conninfo: str) -> tuple[str, dict[str, Any]]:
         try:
@@ -556,9 +555,7 @@ class PostgresStore(Store):
         ]
 
     @_translated
-    def ready(
-        self, cutoff: datetime, names: Sequence[str], limit: int
-    ) -> list[Due]:
+    def ready(self, cutoff: datetime, names: Sequence[str], limit: int) -> list[Due]:
         params = {"cutoff": _ms(cutoff), "names": list(names), "limit": limit}
         return [Due(id=row[0], job_name=row[1]) for row in self._rows("ready", params)]
 
@@ -705,7 +702,7 @@ def _scrub(value: Any) -> Any:
 
 
 def _execution(row: Sequence[Any], names: list[str] = _NAMES) -> Execution:
-    values = dict(zip(names, row))
+    values = dict(zip(names, row, strict=True))
     for name in _TIMES:
         values[name] = _utc(values[name])
     return Execution(**values)

@@ -153,7 +153,7 @@ LOCK_SQL: dict[str, str] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def to_pyformat(statement: str) -> str:
     """``:name`` parameters to psycopg's ``%(name)s``; a literal ``%`` doubles."""
     return _NAMED.sub(r"%(\1)s", statement.replace("%", "%%"))
