@@ -437,7 +437,7 @@ def test_catch_up_on_first_start_records_a_baseline_without_running(
     assert jobs.locks.get(last_key(NAME)) == "2026-01-01T12:00:00.000Z"
 
 
-def test_catch_up_by_two_processes_starting_together_runs_once(
+def test_catch_up_by_two_processes_after_a_missed_instant_runs_once(
     make_jobs: MakeJobs,
 ) -> None:
     """The catch-up tick goes through the instant claim."""
@@ -545,11 +545,6 @@ def open_files(path: str) -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-@pytest.mark.xfail(
-    reason="each tick runs on a new thread that opens its own SQLite connection, "
-    "kept until close(): one more open file per tick",
-    strict=True,
-)
 def test_ticks_do_not_accumulate_open_database_connections(
     jobs: Jobs, db_url: str
 ) -> None:
@@ -562,7 +557,9 @@ def test_ticks_do_not_accumulate_open_database_connections(
     assert ticks.acquire(timeout=5)
     after_first = open_files(path)
 
-    for _ in range(3):
+    for _ in range(5):
         assert ticks.acquire(timeout=5)
 
-    assert open_files(path) <= after_first
+    # A leak adds one file per tick; at most the tick thread still finishing
+    # may hold one more than before.
+    assert open_files(path) <= after_first + 1

@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -80,7 +81,9 @@ class SqliteStore(Store):
         self.url = url
         self.path = path_from_url(url)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # (owning thread, connection): a connection outlives a short-lived thread
+        # (a cron tick, a request) only until the next thread connects.
+        self._connections: list[tuple[weakref.ref[threading.Thread], Any]] = []
         self._lock = threading.Lock()
         try:
             migrate(self.path, self._connect)
@@ -104,7 +107,10 @@ class SqliteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,  # only its thread uses it; close() may not
         )
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA synchronous = NORMAL")
@@ -116,18 +122,31 @@ class SqliteStore(Store):
         if connection is None:
             connection = self._connect()
             self._local.conn = connection
+            owner = weakref.ref(threading.current_thread())
             with self._lock:
-                self._connections.append(connection)
+                orphans = [c for t, c in self._connections if not _alive(t)]
+                self._connections = [
+                    (t, c) for t, c in self._connections if _alive(t)
+                ]
+                self._connections.append((owner, connection))
+            for orphan in orphans:
+                orphan.close()
         return connection
 
     def close(self) -> None:
+        """Close this thread's connection and those of finished threads.
+
+        A connection still owned by a live thread is only forgotten: closing it
+        under a statement in flight would crash the interpreter, and it closes
+        itself when its thread ends.
+        """
+        current = threading.current_thread()
         with self._lock:
             connections, self._connections = self._connections, []
-        for connection in connections:
-            try:
+        for owner, connection in connections:
+            thread = owner()
+            if thread is None or thread is current or not thread.is_alive():
                 connection.close()
-            except sqlite3.ProgrammingError:
-                pass  # created in another thread that is still using it
         self._local = threading.local()
 
     @contextmanager
@@ -488,6 +507,11 @@ class SqliteStore(Store):
             sql = SQL[name].format(ids=placeholders("i", len(chunk)))
             deleted += self._conn.execute(sql, params).rowcount
         return deleted
+
+
+def _alive(thread: weakref.ref[threading.Thread]) -> bool:
+    owner = thread()
+    return owner is not None and owner.is_alive()
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
