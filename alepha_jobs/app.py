@@ -14,17 +14,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from . import clock, payloads, pushing, sweep as _sweep, trim as _trim
+from . import clock, payloads, pushing
+from . import sweep as _sweep
+from . import trim as _trim
 from .config import JobsConfig
 from .context import AbortSignal, RescheduleIntent
+from .cron.catch_up import catch_up
+from .cron.expression import CronExpression
+from .cron.runner import CronRunner
+from .cron.scheduler import Scheduler
 from .definition import Handler, Job, JobDefinition, Middleware, define
 from .dispatch.base import Dispatcher
 from .dispatch.direct import DirectDispatcher
 from .dispatch.pickup import Pickup
-from .cron.expression import CronExpression
-from .cron.runner import CronRunner
-from .cron.scheduler import Scheduler
-from .cron.catch_up import catch_up
 from .dispatch.timers import Timekeeper, Timer
 from .durations import DurationLike
 from .errors import (
@@ -41,7 +43,7 @@ from .locks.base import LockStore
 from .locks.database import DatabaseLockStore
 from .options import Retention, Retry
 from .store.base import Execution, ExecutionQuery, Store
-from .store.listing import build_query, Page
+from .store.listing import Page, build_query
 from .store.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
@@ -472,13 +474,18 @@ class Jobs:
         for definition in self._definitions.values():
             if definition.cron is not None:
                 scheduler.add(
-                    definition.name, definition.cron, self.cron.scheduled, definition.name
+                    definition.name,
+                    definition.cron,
+                    self.cron.scheduled,
+                    definition.name,
                 )
         return scheduler
 
     def _log_modes(self) -> None:
         modes = {name: self.effective_mode(name) for name in self._definitions}
-        counts = {mode: list(modes.values()).count(mode) for mode in set(modes.values())}
+        counts = {
+            mode: list(modes.values()).count(mode) for mode in set(modes.values())
+        }
         logger.info(
             "alepha_jobs started on %s: %s",
             self.store.url,
@@ -501,7 +508,9 @@ class Jobs:
         if self._pickup is not None:
             self._pickup.stop()
             self._pickup = None
-        limit = self.config.drain_timeout.total_seconds() if timeout is None else timeout
+        limit = (
+            self.config.drain_timeout.total_seconds() if timeout is None else timeout
+        )
         self.dispatcher.stop(0)  # drops the FIFO; running workers finish their run
         settled = self._wait(lambda: self._in_flight == 0, limit)
         if not settled:

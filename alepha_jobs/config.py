@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from .durations import DurationLike, to_timedelta
+from .durations import to_timedelta
 from .errors import ConfigurationError, InvalidArgumentError
 
 ENV_PREFIX = "ALEPHA_JOBS_"

@@ -1,4 +1,4 @@
-"""Durations as users write them: timedelta, seconds, ``"5 min"`` or ``(5, "minutes")``."""
+"""Durations as users write them: timedelta, seconds, ``"5 min"``, ``(5, "min")``."""
 
 from __future__ import annotations
 

@@ -191,9 +191,7 @@ class Run:
         raise error
 
     def _emit(self, event: str, **fields: Any) -> None:
-        self.jobs.events.emit(
-            JobEvent(event, self.definition.name, self.id, **fields)
-        )
+        self.jobs.events.emit(JobEvent(event, self.definition.name, self.id, **fields))
 
     def _extra(self, event: str) -> dict[str, Any]:
         return {"event": event, "job": self.definition.name, "execution_id": self.id}
@@ -271,4 +269,3 @@ def crash_message(row: Any, threshold_seconds: float) -> str:
         f"lease last renewed {renewed}, no renewal within "
         f"{threshold_seconds:g}s"
     )
-

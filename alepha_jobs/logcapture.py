@@ -45,10 +45,9 @@ def _install() -> None:
             record = previous(*args, **kwargs)
             buffer = _buffer.get()
             if buffer is not None:
-                try:
+                # never let capture break the caller's log call
+                with contextlib.suppress(Exception):
                     buffer.append(_entry(record))
-                except Exception:  # never let capture break the caller's log call
-                    pass
             return record
 
         logging.setLogRecordFactory(factory)
@@ -69,4 +68,3 @@ def capture(max_entries: int) -> Iterator[collections.deque[dict[str, Any]]]:
         yield buffer
     finally:
         _buffer.reset(token)
-

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from .durations import DurationLike, to_timedelta
 from .errors import InvalidArgumentError
@@ -64,7 +64,7 @@ class Retry:
         return self.retries + 1
 
 
-Days = Union[float, Callable[[], float]]
+Days = float | Callable[[], float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Rule:
         return shown
 
 
-RuleLike = Union[Rule, Literal[False], None]
+RuleLike = Rule | Literal[False] | None
 
 
 @dataclasses.dataclass(frozen=True)

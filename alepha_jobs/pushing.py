@@ -233,4 +233,3 @@ def cancel_by_key(
 def _records_error(jobs: Jobs, job_name: str) -> bool:
     definition = jobs.definition(job_name)
     return definition is None or definition.retention.records("error")
-

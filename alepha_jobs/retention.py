@@ -91,7 +91,10 @@ def resolve(
 
 
 def _cadence(fire_times: Sequence[datetime]) -> tuple[Cadence, int]:
-    gaps = [later - earlier for earlier, later in zip(fire_times, fire_times[1:])]
+    gaps = [
+        later - earlier
+        for earlier, later in zip(fire_times, fire_times[1:], strict=False)
+    ]
     shortest = min(gaps, default=timedelta.max)
     for threshold, cadence, keep in _CADENCES:
         if shortest <= threshold:

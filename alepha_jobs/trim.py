@@ -68,7 +68,8 @@ def purge(jobs: Jobs, names: list[str], *, live: bool) -> int:
         if len(ids) < CHUNK:
             return deleted
     logger.info(
-        "purge of unregistered jobs reached %d rows; the rest waits", CEILING,
+        "purge of unregistered jobs reached %d rows; the rest waits",
+        CEILING,
         extra={"event": "trim.ceiling"},
     )
     return deleted
@@ -82,7 +83,9 @@ def _warn_orphans(jobs: Jobs, names: list[str]) -> None:
         if name not in registered
     }
     if orphans:
-        listed = ", ".join(f"{name} ({count})" for name, count in sorted(orphans.items()))
+        listed = ", ".join(
+            f"{name} ({count})" for name, count in sorted(orphans.items())
+        )
         logger.warning(
             "live rows of unregistered jobs are kept: %s; register the jobs again "
             "or run `alepha-jobs purge --unregistered`",
@@ -149,7 +152,9 @@ def _by_age(
     deleted = 0
     while deleted < budget:
         size = min(CHUNK, budget - deleted)
-        ids = jobs.store.ids_completed_before(group.job_name, status, cutoff, spare, size)
+        ids = jobs.store.ids_completed_before(
+            group.job_name, status, cutoff, spare, size
+        )
         deleted += jobs.store.delete_ids(ids)
         if len(ids) < size:
             break

@@ -63,9 +63,12 @@ class CronRunner:
         if self.jobs.stopping:
             return False
         name, ttl = definition.name, lock_ttl(definition)
-        if definition.lock and instant is not None:
-            if not self._claim_instant(name, instant, ttl):
-                return False
+        if (
+            definition.lock
+            and instant is not None
+            and not self._claim_instant(name, instant, ttl)
+        ):
+            return False
         if definition.catch_up and instant is not None:
             self._record_instant(name, instant)
         if not self._enter(name, instant):
@@ -293,6 +296,4 @@ class InlineCronRun:
             )
 
     def _emit(self, event: str, **fields: Any) -> None:
-        self.jobs.events.emit(
-            JobEvent(event, self.definition.name, self.id, **fields)
-        )
+        self.jobs.events.emit(JobEvent(event, self.definition.name, self.id, **fields))

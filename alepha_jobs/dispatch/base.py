@@ -25,10 +25,10 @@ class Dispatcher(abc.ABC):
         self._process = process
         self._promote_later = promote_later
 
-    def start(self, consume: bool) -> None:
+    def start(self, consume: bool) -> None:  # noqa: B027 (optional hook)
         """Begin delivering; ``consume=False`` only sends."""
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> None:  # noqa: B027 (optional hook)
         """Stop delivering; undelivered items stay ``pending`` for the sweep."""
 
     @property

@@ -60,7 +60,9 @@ class Timekeeper:
     def armed(self, tag: str) -> int:
         """How many live timers carry ``tag``."""
         with self._wake:
-            waiting = sum(1 for _, _, t in self._heap if t.tag == tag and not t.cancelled)
+            waiting = sum(
+                1 for _, _, t in self._heap if t.tag == tag and not t.cancelled
+            )
             return waiting + self._firing.get(tag, 0)
 
     def poke(self) -> None:

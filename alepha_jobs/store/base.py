@@ -236,9 +236,7 @@ class Store(abc.ABC):
     def running(self, cutoff: datetime, limit: int) -> list[Due]: ...
 
     @abc.abstractmethod
-    def ready(
-        self, cutoff: datetime, names: Sequence[str], limit: int
-    ) -> list[Due]:
+    def ready(self, cutoff: datetime, names: Sequence[str], limit: int) -> list[Due]:
         """Rows another process pushed: ``pending`` untouched since ``cutoff``, or
         ``scheduled`` and due since ``cutoff``."""
 

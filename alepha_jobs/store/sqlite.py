@@ -125,9 +125,7 @@ class SqliteStore(Store):
             owner = weakref.ref(threading.current_thread())
             with self._lock:
                 orphans = [c for t, c in self._connections if not _alive(t)]
-                self._connections = [
-                    (t, c) for t, c in self._connections if _alive(t)
-                ]
+                self._connections = [(t, c) for t, c in self._connections if _alive(t)]
                 self._connections.append((owner, connection))
             for orphan in orphans:
                 orphan.close()
@@ -346,7 +344,9 @@ class SqliteStore(Store):
 
     @_translated
     def bump_redispatch(self, execution_id: str, now: datetime) -> bool:
-        return self._run("bump_redispatch", id=execution_id, now=clock.to_text(now)) == 1
+        return (
+            self._run("bump_redispatch", id=execution_id, now=clock.to_text(now)) == 1
+        )
 
     @_translated
     def cancel(
@@ -409,9 +409,7 @@ class SqliteStore(Store):
         ]
 
     @_translated
-    def ready(
-        self, cutoff: datetime, names: Sequence[str], limit: int
-    ) -> list[Due]:
+    def ready(self, cutoff: datetime, names: Sequence[str], limit: int) -> list[Due]:
         params: dict[str, Any] = {f"n{i}": name for i, name in enumerate(names)}
         params.update(cutoff=clock.to_text(cutoff), limit=limit)
         sql = SQL["ready"].format(names=placeholders("n", len(names)))
@@ -546,7 +544,7 @@ _LIST_NAMES = [name.strip() for name in LIST_COLUMNS.split(",")]
 
 
 def _execution(row: Sequence[Any], names: list[str] = _NAMES) -> Execution:
-    values = dict(zip(names, row))
+    values = dict(zip(names, row, strict=True))
     for name in _TIMES:
         values[name] = clock.from_text(values[name])
     for name in _JSON:

@@ -58,11 +58,18 @@ def _version_1(db: sqlite_utils.Database) -> None:
         _EXECUTION_COLUMNS,
         pk="id",
         not_null={
-            "created_at", "updated_at", "job_name", "status", "attempt",
-            "max_attempts", "redispatch_count",
+            "created_at",
+            "updated_at",
+            "job_name",
+            "status",
+            "attempt",
+            "max_attempts",
+            "redispatch_count",
         },  # fmt: skip
         defaults={
-            "status": "pending", "attempt": 0, "max_attempts": 1,
+            "status": "pending",
+            "attempt": 0,
+            "max_attempts": 1,
             "redispatch_count": 0,
         },  # fmt: skip
         if_not_exists=True,
