@@ -14,15 +14,38 @@ from alepha_jobs import Jobs, JobsConfig
 from alepha_jobs.dispatch.base import Dispatcher
 from alepha_jobs.errors import DelayNotSupported
 
+from .postgres_service import fresh_schema, url_for
+
 # pytest's own timing must keep reading the real clock under frozen time.
 freezegun.configure(extend_ignore_list=["_pytest.timing", "_pytest.runner"])
 
 NEVER = "0 0 1 1 *"  # a sweep/trim schedule that does not fire during a test
 
 
+STORES = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: a behaviour of the SQLite file itself"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses the outbox once per store (the contract suite)."""
+    if "store_kind" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("store_kind", ["sqlite"] if only else STORES)
+
+
 @pytest.fixture
-def db_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path}/jobs.db"
+def db_url(store_kind: str, tmp_path: Any) -> Iterator[str]:
+    """The test's own outbox: a SQLite file, or a fresh Postgres schema."""
+    if store_kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/jobs.db"
+        return
+    with fresh_schema() as schema:
+        yield url_for(schema)
 
 
 MakeJobs = Callable[..., Jobs]

@@ -1,7 +1,7 @@
 """Bad input: a clear error at the call, nothing written (DESIGN §1, SPEC §2.1.1).
 
 Every refusal is checked twice: the error names what is wrong, and the outbox
-table holds no row afterwards (read with sqlite3, next to the library).
+table holds no row afterwards (read on a raw connection, next to the library).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from alepha_jobs import (
 )
 from alepha_jobs.context import JobContext
 
+from . import outbox
 from .conftest import NEVER, MakeJobs
 
 
@@ -84,24 +85,18 @@ def welcome(jobs: Jobs) -> Job:
     return jobs.job("emails.welcome", schema=Welcome)(_noop)
 
 
-def rows(db_path: Path) -> int:
-    """Rows in the outbox, counted with sqlite3 directly."""
-    connection = sqlite3.connect(db_path)
-    try:
-        count: int = connection.execute(
-            "SELECT count(*) FROM job_executions"
-        ).fetchone()[0]
-    finally:
-        connection.close()
-    return count
+def rows(jobs: Jobs) -> int:
+    """Rows in the outbox, counted on a raw connection beside the library."""
+    with outbox.connect(jobs) as raw:
+        return int(raw.execute("SELECT count(*) FROM job_executions")[0][0])
 
 
 @pytest.fixture
-def nothing_written(jobs: Jobs, welcome: Job, db_path: Path) -> Iterator[None]:
+def nothing_written(jobs: Jobs, welcome: Job) -> Iterator[None]:
     """After the test body, neither the library nor sqlite3 sees any row."""
     yield
     assert jobs.executions("emails.welcome").total_elements == 0
-    assert rows(db_path) == 0
+    assert rows(jobs) == 0
 
 
 # payloads that fail their schema
@@ -245,7 +240,7 @@ def test_an_unknown_job_name_is_refused(
     assert isinstance(caught.value, JobsError)
 
 
-def test_a_push_to_a_cron_job_points_at_trigger(jobs: Jobs, db_path: Path) -> None:
+def test_a_push_to_a_cron_job_points_at_trigger(jobs: Jobs) -> None:
     """SPEC §2.1.1 step 1: a cron job is not queue-mode."""
     nightly = jobs.job("reports.nightly", cron="0 3 * * *")(_noop)
 
@@ -256,7 +251,7 @@ def test_a_push_to_a_cron_job_points_at_trigger(jobs: Jobs, db_path: Path) -> No
 
     assert "trigger()" in str(caught.value)
     assert "reports.nightly" in str(caught.value)
-    assert rows(db_path) == 0
+    assert rows(jobs) == 0
 
 
 # push options
@@ -371,14 +366,12 @@ def test_unknown_fields_are_dropped_by_default(jobs: Jobs, welcome: Job) -> None
     assert "surprise" not in row.payload
 
 
-def test_unknown_fields_are_refused_when_the_schema_forbids_them(
-    jobs: Jobs, db_path: Path
-) -> None:
+def test_unknown_fields_are_refused_when_the_schema_forbids_them(jobs: Jobs) -> None:
     strict = jobs.job("app.strict", schema=Strict)(_noop)
 
     with pytest.raises(PayloadError, match="surprise"):
         strict.push({"user_id": 1, "surprise": True})
-    assert rows(db_path) == 0
+    assert rows(jobs) == 0
 
 
 def test_unknown_fields_are_kept_when_the_schema_allows_them(jobs: Jobs) -> None:
@@ -422,6 +415,7 @@ def test_a_file_that_is_not_a_database_raises_store_error(tmp_path: Path) -> Non
     assert path.read_bytes() == garbage
 
 
+@pytest.mark.sqlite_only
 def test_a_database_from_a_newer_schema_version_is_refused(
     make_jobs: MakeJobs, db_url: str, db_path: Path
 ) -> None:

@@ -544,6 +544,7 @@ def open_files(path: str) -> int:
     return count
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_ticks_do_not_accumulate_open_database_connections(
     jobs: Jobs, db_url: str

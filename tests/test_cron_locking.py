@@ -9,11 +9,9 @@ Overlaps are made with handlers that block on events, never with sleeps.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from alepha_jobs.dispatch.base import Dispatcher
 from alepha_jobs.errors import LockError
 from alepha_jobs.locks import LockStore, MemoryLockStore
 
+from . import outbox
 from .conftest import NEVER, RecordingDispatcher, wait_until
 
 NAME = "reports.hourly"
@@ -100,11 +99,10 @@ def finished(thread: threading.Thread) -> bool:
     return not thread.is_alive()
 
 
-def lock_rows(db_url: str) -> list[tuple[str, str]]:
-    path = Path(db_url.removeprefix("sqlite:///"))
-    with sqlite3.connect(path, timeout=30) as connection:
+def lock_rows(jobs: Jobs) -> list[tuple[str, str]]:
+    with outbox.connect(jobs) as raw:
         query = "SELECT key, value FROM job_locks ORDER BY key"
-        return [(str(key), str(value)) for key, value in connection.execute(query)]
+        return [(str(key), str(value)) for key, value in raw.execute(query)]
 
 
 # #23, #24, #30: two replicas
@@ -170,34 +168,34 @@ def test_a_trigger_skipped_by_a_running_tick_leaves_the_lock_to_its_owner(
 
 
 def test_a_manual_trigger_holds_exactly_one_lock_key_the_run_lock(
-    make_replica: MakeReplica, db_url: str
+    make_replica: MakeReplica,
 ) -> None:
     """#25: no instant key for a trigger; the run lock is gone once it ends."""
     jobs = make_replica()
     held: list[list[tuple[str, str]]] = []
-    register(jobs, lambda ctx: held.append(lock_rows(db_url)))
+    register(jobs, lambda ctx: held.append(lock_rows(jobs)))
 
     jobs.registry[NAME].trigger()
 
     [(key, value)] = held[0]
     assert key == RUN_LOCK
     assert value.split(",")[0] == jobs.cron.holder_id
-    assert lock_rows(db_url) == []
+    assert lock_rows(jobs) == []
 
 
 def test_a_scheduled_tick_also_claims_its_instant_and_keeps_the_claim(
-    make_replica: MakeReplica, db_url: str
+    make_replica: MakeReplica,
 ) -> None:
     """§6.2 step 2: the instant key is never released; it expires by TTL."""
     jobs = make_replica()
     held: list[list[str]] = []
-    register(jobs, lambda ctx: held.append([key for key, _ in lock_rows(db_url)]))
+    register(jobs, lambda ctx: held.append([key for key, _ in lock_rows(jobs)]))
 
     jobs.cron.scheduled(NAME, FIRST)
 
     instant_key = f"{KEY_PREFIX}{NAME}:2026-01-01T00:00:00.000Z"
     assert held == [sorted([RUN_LOCK, instant_key])]
-    assert [key for key, _ in lock_rows(db_url)] == [instant_key]
+    assert [key for key, _ in lock_rows(jobs)] == [instant_key]
 
 
 def test_a_run_that_outlives_its_lock_leaves_the_next_holders_lock_alone(

@@ -4,7 +4,6 @@ capture), §7 (timeout signal), §8 (events) and DESIGN §8.5, §8.9."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pydantic import BaseModel
 from alepha_jobs import JobContext, JobEvent, Jobs, Retention, Retry, Rule
 from alepha_jobs.definition import Job
 
+from . import outbox
 from .conftest import MakeJobs, RecordingDispatcher, wait_until
 
 START = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)
@@ -428,7 +428,6 @@ def test_a_log_entry_has_level_message_logger_and_timestamp_ms(
 def test_a_stored_payload_that_no_longer_validates_fails_normally(
     make_jobs: MakeJobs,
     recording: RecordingDispatcher,
-    db_url: str,
     retry: Retry | None,
     status: str,
 ) -> None:
@@ -444,12 +443,11 @@ def test_a_stored_payload_that_no_longer_validates_fails_normally(
 
     seen = record_events(jobs)
     execution_id = welcome.push({"user_id": 1})
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as connection:
-        connection.execute(
+    with outbox.connect(jobs) as raw:
+        raw.execute(
             "UPDATE job_executions SET payload = ? WHERE id = ?",
             ('{"user_id": "not a number"}', execution_id),
         )
-    connection.close()
     recording.deliver_all()
 
     assert called == []

@@ -20,10 +20,8 @@ an attempt, as do c and f, so the ``created_at DESC`` tiebreak shows.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Sequence
-from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,7 +29,7 @@ import pytest
 from pydantic import BaseModel
 
 from alepha_jobs import Execution, InvalidArgumentError, JobNotFoundError, Jobs
-from alepha_jobs.clock import to_text
+from tests import outbox
 from tests.conftest import MakeJobs
 
 UTC = timezone.utc
@@ -105,17 +103,7 @@ def insert(jobs: Jobs, job_name: str, created_at: datetime, **columns: Any) -> s
         "logs": '[{"level": "INFO", "message": "hello"}]',
         **columns,
     }
-    values = {
-        name: to_text(value) if isinstance(value, datetime) else value
-        for name, value in values.items()
-    }
-    names = ", ".join(values)
-    marks = ", ".join(f":{name}" for name in values)
-    with closing(sqlite3.connect(jobs.store.path)) as connection, connection:
-        connection.execute(
-            f"INSERT INTO job_executions ({names}) VALUES ({marks})", values
-        )
-    return str(values["id"])
+    return outbox.insert_row(jobs, **values)
 
 
 @pytest.fixture

@@ -686,6 +686,7 @@ def test_a_started_runtime_picks_up_rows_another_runtime_wrote(
     assert worker.get_execution(execution_id) is None
 
 
+@pytest.mark.sqlite_only
 def test_a_push_on_the_callers_connection_runs_after_commit(
     make_jobs: MakeJobs,
 ) -> None:
@@ -709,6 +710,7 @@ def test_a_push_on_the_callers_connection_runs_after_commit(
     assert jobs.get_execution(execution_id) is None
 
 
+@pytest.mark.sqlite_only
 def test_a_push_on_the_callers_connection_vanishes_on_rollback(
     make_jobs: MakeJobs,
 ) -> None:
@@ -736,6 +738,7 @@ def test_a_push_on_the_callers_connection_vanishes_on_rollback(
     assert calls == [2]
 
 
+@pytest.mark.sqlite_only
 def test_a_connection_to_another_database_is_refused(
     make_jobs: MakeJobs, tmp_path: Any
 ) -> None:

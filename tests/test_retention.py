@@ -1,6 +1,6 @@
 """Retention and the trim: SPEC §5.6, §5.7 and §12.11 (#88-#105), with DESIGN §8.2.
 
-Terminal rows are crafted straight into the test's SQLite file with chosen
+Terminal rows are crafted straight into the test's outbox with chosen
 ``completed_at`` values, or produced by real runs through the store. "Now" is driven
 with freezegun where the age of a row matters.
 """
@@ -8,10 +8,8 @@ with freezegun where the age of a row matters.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,11 +18,11 @@ from freezegun import freeze_time
 from pydantic import BaseModel
 
 from alepha_jobs import Jobs, Retention, Retry, Rule
-from alepha_jobs.clock import to_text
 from alepha_jobs.definition import Job
 from alepha_jobs.store.base import NewExecution
 from alepha_jobs.trim import CEILING
 from tests.conftest import MakeJobs, RecordingDispatcher
+from tests.outbox import connect
 
 UTC = timezone.utc
 T0 = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
@@ -48,12 +46,6 @@ def register(jobs: Jobs, name: str, *, fail: bool = False, **options: Any) -> Jo
     return jobs.job(name, description="A test job.", **options)(handler)
 
 
-@contextmanager
-def connect(jobs: Jobs) -> Iterator[sqlite3.Connection]:
-    with closing(sqlite3.connect(jobs.store.path)) as connection, connection:
-        yield connection
-
-
 def insert(
     jobs: Jobs,
     job_name: str,
@@ -69,12 +61,12 @@ def insert(
         rows.append(
             (
                 str(uuid.uuid4()),
-                to_text(created),
-                to_text(when or created),
+                created,
+                when or created,
                 job_name,
                 status,
-                to_text(when) if when else None,
-                to_text(scheduled_at) if scheduled_at else None,
+                when,
+                scheduled_at,
             )
         )
     with connect(jobs) as connection:

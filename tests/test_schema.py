@@ -21,6 +21,9 @@ from .conftest import NEVER, MakeJobs
 PROCESSES = 6
 ROWS_PER_PROCESS = 50
 
+# The Postgres schema has its own tests in test_postgres_store.py.
+pytestmark = pytest.mark.sqlite_only
+
 
 class Work(BaseModel):
     n: int

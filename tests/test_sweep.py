@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,9 +22,10 @@ from alepha_jobs import JobContext, JobEvent, Jobs, Retention, Retry, StoreError
 from alepha_jobs.clock import to_text
 from alepha_jobs.definition import Job
 from alepha_jobs.lease import Lease, beat_interval
-from alepha_jobs.store.sqlite import SqliteStore
+from alepha_jobs.store.base import Store
 from alepha_jobs.sweep import SweepReport
 
+from . import outbox
 from .conftest import MakeJobs, RecordingDispatcher, wait_until
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -56,9 +54,8 @@ def insert_row(
     jobs: Jobs, status: str, at: datetime, job_name: str = NAME, **columns: Any
 ) -> str:
     """Write one row straight into the test's database, every timestamp ``at``."""
-    stamp = to_text(at)
+    stamp = at
     values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
         "created_at": stamp,
         "updated_at": stamp,
         "job_name": job_name,
@@ -72,13 +69,7 @@ def insert_row(
     if status in TERMINAL:
         values["completed_at"] = stamp
     values.update(columns)
-    names = ", ".join(values)
-    marks = ", ".join(f":{name}" for name in values)
-    with closing(sqlite3.connect(jobs.store.path)) as connection, connection:
-        connection.execute(
-            f"INSERT INTO job_executions ({names}) VALUES ({marks})", values
-        )
-    return str(values["id"])
+    return outbox.insert_row(jobs, **values)
 
 
 def row_of(jobs: Jobs, execution_id: str) -> Any:
@@ -269,15 +260,18 @@ def test_heartbeat_interval_is_a_third_of_the_crash_threshold() -> None:
     assert beat_interval(timedelta(milliseconds=300)) == 0.25
 
 
-class FailingRenewal(SqliteStore):
+class FailingRenewal:
     """The real outbox, except that lease renewal fails with ``failure``."""
 
-    def __init__(self, url: str, failure: Exception) -> None:
-        super().__init__(url)
+    def __init__(self, store: Store, failure: Exception) -> None:
+        self.store = store
         self.failure = failure
 
     def renew(self, ids: Iterable[str], now: datetime) -> set[str]:
         raise self.failure
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 def claimed_row(jobs: Jobs) -> str:
@@ -303,15 +297,13 @@ def test_heartbeat_keeps_renewing_after_a_failed_beat(
     jobs = make_jobs(dispatcher=recording)
     with freeze_time(NOW):
         execution_id = claimed_row(jobs)
-    store = FailingRenewal(db_url, failure)
-    lease = Lease(store)
+    lease = Lease(FailingRenewal(jobs.store, failure))  # type: ignore[arg-type]
     try:
         lease.hold(execution_id, 3600)
         lease.beat()
         assert lease.holds(execution_id)
     finally:
         lease.stop()
-        store.close()
     assert row_of(jobs, execution_id).status == "running"
 
 
@@ -327,10 +319,8 @@ def test_heartbeat_drops_a_row_that_is_no_longer_running(
     if ending == "cancelled":
         jobs.cancel(execution_id)
     else:
-        with closing(sqlite3.connect(jobs.store.path)) as connection, connection:
-            connection.execute(
-                "DELETE FROM job_executions WHERE id = ?", (execution_id,)
-            )
+        with outbox.connect(jobs) as raw:
+            raw.execute("DELETE FROM job_executions WHERE id = ?", (execution_id,))
     lease = Lease(jobs.store)
     try:
         lease.hold(execution_id, 3600)
