@@ -907,6 +907,12 @@ def test_a_bad_pool_size_is_a_configuration_error(size: str) -> None:
         PostgresStore(f"postgresql://postgres@127.0.0.1:1/test?pool_max_size={size}")
 
 
+@pytest.mark.parametrize("seconds", ["0", "-1", "soon", "nan", "inf"])
+def test_a_bad_pool_timeout_is_a_configuration_error(seconds: str) -> None:
+    with pytest.raises(ConfigurationError, match="pool_timeout='.*' in .* positive"):
+        PostgresStore(f"postgresql://postgres@127.0.0.1:1/test?pool_timeout={seconds}")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_jobs(
     request: pytest.FixtureRequest, tmp_path: Any

@@ -3,8 +3,8 @@
 Same contract and guards as :class:`~alepha_jobs.store.sqlite.SqliteStore`, for
 processes on several hosts. Connections are autocommit; a method that needs two
 statements opens an explicit transaction. The URL may carry ``schema=NAME`` (the
-tables live in that schema, created if missing) and ``pool_max_size=N``; every
-other parameter goes to libpq.
+tables live in that schema, created if missing), ``pool_max_size=N`` and
+``pool_timeout=SECONDS``; every other parameter goes to libpq.
 
 Reconnection. The pool checks each connection before lending it and replaces a
 broken one. A statement that fails because its connection was lost (the server
@@ -64,7 +64,7 @@ POOL_MAX_SIZE = 20
 APPLICATION_NAME = "alepha-jobs"
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
-_OWN_PARAMS = ("schema", "pool_max_size")
+_OWN_PARAMS = ("schema", "pool_max_size", "pool_timeout")
 
 
 def _drivers() -> SimpleNamespace:
@@ -117,7 +117,9 @@ class PostgresStore(Store):
 
     :param url: ``postgresql://user:password@host:port/database`` (or
         ``postgres://``), optionally with ``?schema=NAME`` and
-        ``pool_max_size=N``.
+        ``pool_max_size=N`` (connections per process, default 20) and
+        ``pool_timeout=SECONDS`` (how long a statement waits for a connection,
+        default 30).
     :raises ConfigurationError: psycopg is not installed, or the URL is malformed.
     :raises StoreError: the server is unreachable, refuses the credentials, or
         the schema cannot be migrated.
@@ -131,6 +133,7 @@ class PostgresStore(Store):
         conninfo, own = _split_url(url)
         self.schema: str | None = own.get("schema") or None
         pool_size = _pool_size(url, own.get("pool_max_size"))
+        self.pool_timeout = _pool_timeout(url, own.get("pool_timeout"))
         self._where, self._kwargs = self._describe(conninfo)
         self._conninfo = conninfo
         self._closed = threading.Event()
@@ -161,7 +164,8 @@ class PostgresStore(Store):
         lost = isinstance(error, self._db.psycopg.OperationalError) and self._lost(
             error
         )
-        return StoreError(f"Postgres at {self._where}: {_explain(error, lost)}")
+        reason = _explain(error, lost, self.pool_timeout)
+        return StoreError(f"Postgres at {self._where}: {reason}")
 
     # connections
 
@@ -194,7 +198,7 @@ class PostgresStore(Store):
             configure=self._configure,
             check=pool_class.check_connection,
             name=APPLICATION_NAME,
-            timeout=POOL_TIMEOUT,
+            timeout=self.pool_timeout,
         )
         try:
             pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -679,6 +683,20 @@ def _pool_size(url: str, raw: str | None) -> int:
     return int(raw)
 
 
+def _pool_timeout(url: str, raw: str | None) -> float:
+    if raw is None:
+        return POOL_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"pool_timeout={raw!r} in {url!r} must be a positive number of seconds"
+        )
+    return seconds
+
+
 def _ms(moment: datetime) -> datetime:
     """An aware UTC datetime truncated to milliseconds, as SQLite stores it."""
     utc = moment.astimezone(clock.UTC)
@@ -735,14 +753,14 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else ""
 
 
-def _explain(error: BaseException, lost: bool) -> str:
+def _explain(error: BaseException, lost: bool, pool_timeout: float) -> str:
     """A one-line reason and what to do about it, without the driver's noise."""
     text = _first_line(error) or type(error).__name__
     reason = text.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
     lower = reason.lower()
     if type(error).__name__ == "PoolTimeout":
         hint = (
-            f"no connection became available within {POOL_TIMEOUT:g} s; the "
+            f"no connection became available within {pool_timeout:g} s; the "
             "server may be down or restarting, or every connection is busy"
         )
     elif "connection refused" in lower:
