@@ -97,3 +97,53 @@ def insert_row(jobs: Jobs, **columns: Any) -> str:
 
 def is_sqlite(jobs: Jobs) -> bool:
     return isinstance(jobs.store, SqliteStore)
+
+
+class CallerTransaction:
+    """The caller's own connection to the outbox database, in an open transaction:
+    a sqlite3 connection on the file, or a psycopg one (not autocommit) on the
+    test server, as DESIGN §8.7 expects ``push(..., connection=...)`` to get."""
+
+    def __init__(self, jobs: Jobs) -> None:
+        self._sqlite = is_sqlite(jobs)
+        if self._sqlite:
+            path = jobs.store.path  # type: ignore[attr-defined]
+            self.connection: Any = sqlite3.connect(path, isolation_level=None)
+            self.connection.execute("BEGIN")
+            return
+        import psycopg
+
+        from .postgres_service import SERVER
+
+        schema = jobs.store.schema  # type: ignore[attr-defined]
+        self.connection = psycopg.connect(SERVER)
+        self.connection.execute(f'SET search_path TO "{schema}"')
+        self.connection.commit()  # the session's path; the caller's work follows
+
+    def execute(self, sql: str) -> None:
+        """Run a statement of the caller's own in the transaction."""
+        self.connection.execute(sql)
+
+    def commit(self) -> None:
+        self._end("COMMIT")
+
+    def rollback(self) -> None:
+        self._end("ROLLBACK")
+
+    def _end(self, word: str) -> None:
+        if not self._sqlite:
+            getattr(self.connection, word.lower())()
+            return
+        self.connection.execute(word)
+        self.connection.execute("BEGIN")  # the next statements: a new transaction
+
+
+@contextmanager
+def caller_transaction(jobs: Jobs) -> Iterator[CallerTransaction]:
+    """Yield the caller's transaction; close its connection afterwards (an
+    uncommitted transaction is rolled back)."""
+    transaction = CallerTransaction(jobs)
+    try:
+        yield transaction
+    finally:
+        transaction.connection.close()

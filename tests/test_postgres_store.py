@@ -901,6 +901,28 @@ def test_without_psycopg_the_error_names_the_extra(
         Jobs("postgresql://postgres@127.0.0.1/test")
 
 
+def test_without_psycopg_a_sqlite_outbox_works_as_before(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The extra is optional: nothing on the SQLite path imports psycopg."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)
+    jobs = Jobs(
+        f"sqlite:///{tmp_path}/jobs.db",
+        config=JobsConfig(sweep_cron=NEVER, trim_cron=NEVER),
+    )
+    calls: list[int] = []
+    work = register(jobs, calls)
+    try:
+        jobs.start()
+        work.push({"n": 1})
+        assert jobs.drain(5)
+    finally:
+        jobs.close()
+
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("size", ["0", "many"])
 def test_a_bad_pool_size_is_a_configuration_error(size: str) -> None:
     with pytest.raises(ConfigurationError, match="pool_max_size"):
@@ -978,76 +1000,8 @@ def test_nul_in_a_key_is_refused_alike_on_both_stores(
     assert count() == 0
 
 
-# transactional push (DESIGN §8.7)
-
-
-def caller_connection() -> Any:
-    import psycopg
-
-    return psycopg.connect(SERVER)  # not autocommit: the caller's transaction
-
-
-def test_a_push_on_a_psycopg_connection_runs_after_commit_with_the_callers_rows(
-    make_pg_jobs: MakeJobs, schema: str, admin: Any
-) -> None:
-    jobs = make_pg_jobs(pickup_delay=0.1)
-    calls: list[int] = []
-    work = register(jobs, calls)
-    admin.execute("CREATE TABLE orders (id int)")
-    jobs.start()
-    connection = caller_connection()
-    try:
-        connection.execute(f'INSERT INTO "{schema}".orders VALUES (3)')
-        execution_id = work.push({"n": 3}, connection=connection)
-        assert jobs.get_execution(execution_id) is None  # not committed yet
-        connection.commit()
-    finally:
-        connection.close()
-
-    assert wait_until(lambda: calls == [3])
-    assert jobs.drain(5)
-    assert jobs.get_execution(execution_id) is None
-    assert admin.execute("SELECT id FROM orders").fetchall() == [(3,)]
-
-
-def test_a_push_on_a_psycopg_connection_vanishes_on_rollback(
-    make_pg_jobs: MakeJobs,
-) -> None:
-    jobs = make_pg_jobs(pickup_delay=0.1)
-    calls: list[int] = []
-    work = register(jobs, calls)
-    jobs.start()
-    connection = caller_connection()
-    try:
-        dropped = work.push({"n": 1}, connection=connection)
-        connection.rollback()
-        # a committed push afterwards proves the pickup ran past the first one
-        kept = work.push({"n": 2}, connection=connection)
-        connection.commit()
-    finally:
-        connection.close()
-
-    assert wait_until(lambda: calls == [2])
-    assert jobs.drain(5)
-    assert (jobs.get_execution(dropped), jobs.get_execution(kept)) == (None, None)
-    assert calls == [2]
-
-
-def test_a_keyed_push_in_a_transaction_returns_the_live_holder(
-    make_pg_jobs: MakeJobs,
-) -> None:
-    jobs = make_pg_jobs()
-    work = register(jobs, [])
-    holder = work.push({"n": 1}, key="k")
-    connection = caller_connection()
-    try:
-        again = work.push({"n": 2}, key="k", connection=connection)
-        connection.commit()
-    finally:
-        connection.close()
-
-    assert again == holder
-    assert jobs.executions(JOB).total_elements == 1
+# transactional push (DESIGN §8.7): commit, rollback and keys are contract
+# tests in test_push.py; these are the Postgres-only refusals
 
 
 def test_a_connection_to_another_database_or_driver_is_refused(

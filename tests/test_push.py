@@ -26,6 +26,7 @@ from alepha_jobs import (
 from alepha_jobs.pushing import prepare
 
 from .conftest import MakeJobs, RecordingDispatcher
+from .outbox import caller_transaction, connect
 
 FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 log = logging.getLogger("tests.push")
@@ -686,56 +687,83 @@ def test_a_started_runtime_picks_up_rows_another_runtime_wrote(
     assert worker.get_execution(execution_id) is None
 
 
-@pytest.mark.sqlite_only
 def test_a_push_on_the_callers_connection_runs_after_commit(
     make_jobs: MakeJobs,
 ) -> None:
+    """DESIGN §8.7: the row and the caller's own rows commit together."""
     jobs = make_jobs(pickup_delay=0.1)
     calls: list[int] = []
     ran = threading.Event()
     work = _register(jobs, calls, ran)
+    with connect(jobs) as raw:
+        raw.execute("CREATE TABLE orders (id INTEGER)")
     jobs.start()
-    connection = sqlite3.connect(jobs.store.path, isolation_level=None)
-    try:
-        connection.execute("BEGIN")
-        execution_id = work.push({"n": 3}, connection=connection)
+    with caller_transaction(jobs) as transaction:
+        transaction.execute("INSERT INTO orders VALUES (3)")
+        execution_id = work.push({"n": 3}, connection=transaction.connection)
         assert jobs.get_execution(execution_id) is None  # not committed yet
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
+        assert calls == []
+        transaction.commit()
 
     assert ran.wait(5)
     assert jobs.drain(5)
     assert calls == [3]
     assert jobs.get_execution(execution_id) is None
+    with connect(jobs) as raw:
+        assert raw.execute("SELECT id FROM orders") == [(3,)]
 
 
-@pytest.mark.sqlite_only
 def test_a_push_on_the_callers_connection_vanishes_on_rollback(
     make_jobs: MakeJobs,
 ) -> None:
+    """DESIGN §8.7: after a rollback there is no row, no dispatch and no run."""
     jobs = make_jobs(pickup_delay=0.1)
     calls: list[int] = []
     ran = threading.Event()
     work = _register(jobs, calls, ran)
+    with connect(jobs) as raw:
+        raw.execute("CREATE TABLE orders (id INTEGER)")
     jobs.start()
-    connection = sqlite3.connect(jobs.store.path, isolation_level=None)
-    try:
-        connection.execute("BEGIN")
-        dropped = work.push({"n": 1}, connection=connection)
-        connection.execute("ROLLBACK")
+    with caller_transaction(jobs) as transaction:
+        transaction.execute("INSERT INTO orders VALUES (1)")
+        dropped = work.push({"n": 1}, connection=transaction.connection)
+        transaction.rollback()
         # A committed push afterwards proves the pickup ran past the first one.
-        connection.execute("BEGIN")
-        kept = work.push({"n": 2}, connection=connection)
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
+        kept = work.push({"n": 2}, connection=transaction.connection)
+        transaction.commit()
 
     assert ran.wait(5)
     assert jobs.drain(5)
     assert jobs.get_execution(dropped) is None
     assert jobs.get_execution(kept) is None
     assert calls == [2]
+    with connect(jobs) as raw:
+        assert raw.execute("SELECT id FROM orders") == []
+
+
+def test_a_keyed_push_on_the_callers_connection_returns_the_live_holder(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+    work = _register(jobs, [], threading.Event())
+    holder = work.push({"n": 1}, key="k")
+    with caller_transaction(jobs) as transaction:
+        again = work.push({"n": 2}, key="k", connection=transaction.connection)
+        transaction.commit()
+
+    assert again == holder
+    assert count_rows(jobs) == 1
+
+
+def test_inline_cannot_join_the_callers_transaction(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    work = _register(jobs, [], threading.Event())
+    with caller_transaction(jobs) as transaction:
+        with pytest.raises(JobUsageError, match="inline=True"):
+            work.push({"n": 1}, inline=True, connection=transaction.connection)
+        transaction.commit()
+
+    assert count_rows(jobs) == 0
 
 
 @pytest.mark.sqlite_only
