@@ -44,12 +44,14 @@ def _free_port() -> int:
 class Cluster:
     """One private server: ``url`` for clients, ``stop()`` and ``start()``."""
 
-    def __init__(self, bin_dir: Path, root: Path) -> None:
+    def __init__(self, bin_dir: Path, root: Path, password: str | None) -> None:
         self.bin_dir = bin_dir
         self.root = root
         self.data = root / "data"
         self.port = _free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.password = password
+        user = "postgres" if password is None else f"postgres:{password}"
+        self.url = f"postgresql://{user}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bin_dir / tool), *args]
@@ -58,10 +60,19 @@ class Cluster:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def init(self) -> None:
+        """Create the cluster: trust, or a password over TCP when one is set."""
         if os.geteuid() == 0:
             shutil.chown(self.root, user="postgres")
+        auth = ["-A", "trust"]
+        if self.password is not None:
+            secret = self.root / "password"
+            secret.write_text(self.password)
+            if os.geteuid() == 0:
+                shutil.chown(secret, user="postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
+            auth.append(f"--pwfile={secret}")
         self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+            "initdb", "-D", str(self.data), *auth, "-U", "postgres",
             "-E", "UTF8", "--no-sync",
         )  # fmt: skip
 
@@ -80,8 +91,11 @@ class Cluster:
 
 
 @contextmanager
-def private_cluster() -> Iterator[Cluster]:
-    """Yield a started private server; stop it and delete its files afterwards."""
+def private_cluster(password: str | None = None) -> Iterator[Cluster]:
+    """Yield a started private server; stop it and delete its files afterwards.
+
+    :param password: the ``postgres`` user's password over TCP (default: trust).
+    """
     bin_dir = _bin_dir()
     if bin_dir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
         reason = "no initdb/pg_ctl under /usr/lib/postgresql/*/bin (ALEPHA_JOBS_PG_BIN)"
@@ -89,7 +103,7 @@ def private_cluster() -> Iterator[Cluster]:
             pytest.fail(reason)
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="alepha-pg-"))
-    cluster = Cluster(bin_dir, root)
+    cluster = Cluster(bin_dir, root, password)
     try:
         cluster.init()
         cluster.start()

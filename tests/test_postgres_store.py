@@ -923,6 +923,20 @@ def test_without_psycopg_a_sqlite_outbox_works_as_before(
     assert calls == [1]
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p%40ss@h:5/db?schema=s", "postgresql://u:***@h:5/db?schema=s"),
+        ("postgresql://u@h/db?password=pw&x=1", "postgresql://u@h/db?password=***&x=1"),
+        ("postgres://h/db", "postgres://h/db"),
+    ],
+)
+def test_the_url_a_store_shows_never_carries_the_password(url: str, shown: str) -> None:
+    from alepha_jobs.store.postgres import masked
+
+    assert masked(url) == shown
+
+
 @pytest.mark.parametrize("size", ["0", "many"])
 def test_a_bad_pool_size_is_a_configuration_error(size: str) -> None:
     with pytest.raises(ConfigurationError, match="pool_max_size"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,7 @@ APPLICATION_NAME = "alepha-jobs"
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _OWN_PARAMS = ("schema", "pool_max_size", "pool_timeout")
+_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 
 
 def _drivers() -> SimpleNamespace:
@@ -99,6 +101,19 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=urlencode(rest))), own
 
 
+def masked(url: str) -> str:
+    """``url`` with its password, in the user part or the query, as ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = _PASSWORD.sub(r"\1***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}{'?' if query else ''}{query}"
+
+
 def _translated(method: _F) -> _F:
     """Turn any psycopg or pool error raised by ``method`` into a StoreError."""
 
@@ -127,13 +142,13 @@ class PostgresStore(Store):
     """
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = masked(url)  # for messages and logs: no password
         self._db = _drivers()
         self.driver_errors: tuple[type[BaseException], ...] = (self._db.psycopg.Error,)
         conninfo, own = _split_url(url)
         self.schema: str | None = own.get("schema") or None
-        pool_size = _pool_size(url, own.get("pool_max_size"))
-        self.pool_timeout = _pool_timeout(url, own.get("pool_timeout"))
+        pool_size = _pool_size(self.url, own.get("pool_max_size"))
+        self.pool_timeout = _pool_timeout(self.url, own.get("pool_timeout"))
         self._where, self._kwargs = self._describe(conninfo)
         self._conninfo = conninfo
         self._closed = threading.Event()

@@ -1,8 +1,10 @@
-"""A real Postgres restart while jobs run (issue 4, connection loss).
+"""What needs a Postgres server of its own (issue 4): a real restart while jobs
+run, an outage longer than the pool waits, and password authentication.
 
 The server is a private throwaway one (tests/postgres_cluster.py), never the shared
-test server. ``pg_terminate_backend`` of the library's backends is covered in
-tests/test_postgres_store.py; this is the whole server going away and coming back.
+test server, which others use at the same time and which trusts every local user.
+``pg_terminate_backend`` of the library's backends is covered in
+tests/test_postgres_store.py; here the whole server goes away and comes back.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel
 
-from alepha_jobs import JobContext, Jobs, JobsConfig, Retention, Rule, StoreError
+from alepha_jobs import (
+    ConfigurationError,
+    JobContext,
+    Jobs,
+    JobsConfig,
+    Retention,
+    Rule,
+    StoreError,
+)
 
 from .conftest import NEVER, wait_until
 from .outbox import connect
@@ -159,3 +169,36 @@ def test_background_threads_log_an_outage_and_never_raise(
     assert escaped == []
     ours = [r for r in caplog.records if r.name.startswith("alepha_jobs")]
     assert all(record.levelno < logging.ERROR for record in ours)
+
+
+def test_a_wrong_password_is_a_store_error_that_never_shows_a_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 4 bad input: wrong credentials are named with host, port and a hint;
+    neither the wrong password nor the right one appears in a message or a log."""
+    caplog.set_level(logging.INFO, logger="alepha_jobs")
+    with private_cluster(password="right-horse") as cluster:
+        wrong = cluster.url.replace("right-horse", "wrong-staple")
+        with pytest.raises(StoreError) as caught:
+            Jobs(wrong)
+        with pytest.raises(ConfigurationError) as bad_size:
+            Jobs(f"{cluster.url}?pool_max_size=0")
+
+        jobs = Jobs(f"{cluster.url}?schema=auth")
+        try:
+            jobs.start()
+            shown = jobs.store.url
+        finally:
+            jobs.close()
+
+    message = str(caught.value)
+    assert message.startswith(f"Postgres at 127.0.0.1:{cluster.port}/postgres: ")
+    assert 'password authentication failed for user "postgres"' in message
+    assert "check the user name and password" in message
+    assert (
+        shown
+        == f"postgresql://postgres:***@127.0.0.1:{cluster.port}/postgres?schema=auth"
+    )
+    texts = [message, str(caught.value.__cause__), str(bad_size.value), shown]
+    texts += [record.getMessage() for record in caplog.records]
+    assert not [text for text in texts if "horse" in text or "staple" in text]
