@@ -307,6 +307,8 @@ class Jobs:
         if definition.kind == "cron":
             if payload is not None:
                 raise JobUsageError(f"Job '{name}' is a cron job: it takes no payload")
+            pushing.check_text("triggered_by", triggered_by)
+            pushing.check_text("triggered_by_name", triggered_by_name)
             self.cron.tick(definition, None, triggered_by, triggered_by_name)
             return
         if not payload:

@@ -64,14 +64,30 @@ def _refuse_non_finite(job_name: str, value: Any, path: str) -> None:
             _refuse_non_finite(job_name, item, f"{path}[{index}]")
 
 
+def text_problem(value: str) -> str | None:
+    """Why the outbox cannot store ``value`` on every store alike, or ``None``.
+
+    Postgres refuses U+0000 in text and JSON; no store can encode a lone
+    surrogate (``"\\ud800"``) as UTF-8.
+    """
+    if "\x00" in value:
+        return "a NUL character (U+0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"an unpaired surrogate (U+{ord(value[error.start]):04X})"
+    return None
+
+
 def _refuse_nul(job_name: str, value: Any, path: str) -> None:
-    """Postgres cannot store U+0000 in text; refuse it on every store alike."""
+    """Refuse text no store can hold (see :func:`text_problem`), naming where."""
     if isinstance(value, str):
-        if "\x00" in value:
+        problem = text_problem(value)
+        if problem is not None:
             raise PayloadError(
-                f"payload of job '{job_name}': {path or '(payload)'} contains a NUL "
-                "character (U+0000), which the outbox cannot store; remove it or "
-                "encode the value (e.g. base64)"
+                f"payload of job '{job_name}': {path or '(payload)'} contains "
+                f"{problem}, which the outbox cannot store; remove it or encode "
+                "the value (e.g. base64)"
             )
     elif isinstance(value, dict):
         for key, item in value.items():

@@ -47,10 +47,15 @@ def start_time(
 def _check_key(key: str | None) -> None:
     if key is not None and (not isinstance(key, str) or not key):
         raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
-    if key is not None and "\x00" in key:
+    check_text("key", key)
+
+
+def check_text(name: str, value: str | None) -> None:
+    """Refuse a key or an actor name that no store can hold, on every store."""
+    problem = None if value is None else payloads.text_problem(value)
+    if problem is not None:
         raise InvalidArgumentError(
-            f"key {key!r} contains a NUL character (U+0000), which the outbox "
-            "cannot store"
+            f"{name} {value!r} contains {problem}, which the outbox cannot store"
         )
 
 
@@ -69,6 +74,8 @@ def prepare(
     assert definition.schema is not None
     data = payloads.validate(definition.name, definition.schema, payload)
     _check_key(key)
+    check_text("triggered_by", triggered_by)
+    check_text("triggered_by_name", triggered_by_name)
     if inline and (delay is not None or scheduled_at is not None):
         raise JobUsageError(
             f"push to '{definition.name}' asks for inline and a delay: an inline "
@@ -179,6 +186,8 @@ def cancel(
     job_name: str | None = None,
 ) -> None:
     """SPEC §2.3: write ``cancelled`` first, then abort a handler running here."""
+    check_text("cancelled_by", by)
+    check_text("cancelled_by_name", by_name)
     row = jobs.store.get(execution_id)
     if row is None or (job_name is not None and row.job_name != job_name):
         raise ExecutionNotFoundError(f"Execution not found: {execution_id}")
@@ -212,6 +221,8 @@ def cancel_by_key(
     """SPEC §2.4: cancel the pending or scheduled row holding ``key``, never a
     running one."""
     _check_key(key)
+    check_text("cancelled_by", by)
+    check_text("cancelled_by_name", by_name)
     execution_id = jobs.store.cancel_by_key(
         definition.name, key, clock.now(), by, by_name
     )

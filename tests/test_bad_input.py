@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -326,6 +327,44 @@ def test_a_negative_or_malformed_delay_is_refused(welcome: Job, delay: Any) -> N
 def test_a_key_that_is_empty_or_not_text_is_refused(welcome: Job, key: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="key"):
         welcome.push({"user_id": 1}, key=key)
+
+
+@pytest.mark.usefixtures("nothing_written")
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        ({"user_id": 1, "note": "a\ud800b"}, "note"),
+        ({"user_id": 1, "data": {"inner": ["ok", "\udfff"]}}, "data.inner[1]"),
+    ],
+)
+def test_an_unpaired_surrogate_is_refused_naming_where(
+    welcome: Job, payload: dict[str, Any], named: str
+) -> None:
+    """Issue 4: text no store can encode gets the same clear error on both
+    stores (SQLite would keep the escaped JSON, Postgres would refuse it)."""
+    with pytest.raises(PayloadError) as caught:
+        welcome.push(payload)
+
+    assert named in str(caught.value)
+    assert "unpaired surrogate (U+D" in str(caught.value)
+
+
+@pytest.mark.usefixtures("nothing_written")
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"], ids=["nul", "surrogate"])
+def test_a_key_or_actor_no_store_can_hold_is_refused_alike(
+    jobs: Jobs, welcome: Job, text: str
+) -> None:
+    """Issue 4: never a driver error (UnicodeEncodeError, psycopg DataError)."""
+    with pytest.raises(InvalidArgumentError, match="^key .* the outbox cannot"):
+        welcome.push({"user_id": 1}, key=text)
+    with pytest.raises(InvalidArgumentError, match="^key "):
+        welcome.cancel_by_key(text)
+    with pytest.raises(InvalidArgumentError, match="^triggered_by "):
+        welcome.trigger({"user_id": 1}, triggered_by=text)
+    with pytest.raises(InvalidArgumentError, match="^cancelled_by_name "):
+        welcome.cancel_by_key("k", cancelled_by_name=text)
+    with pytest.raises(InvalidArgumentError, match="^cancelled_by "):
+        jobs.cancel(str(uuid.uuid4()), cancelled_by=text)
 
 
 @pytest.mark.usefixtures("nothing_written")
