@@ -592,6 +592,8 @@ class Jobs:
 
     def get_execution(self, execution_id: str) -> Execution | None:
         """The row with ``execution_id``, or ``None``."""
+        if isinstance(execution_id, str) and payloads.text_problem(execution_id):
+            return None  # no store can hold it, and Postgres would refuse to look
         return self.store.get(execution_id)
 
     def executions(self, job_name: str | None = None, **filters: Any) -> Page:

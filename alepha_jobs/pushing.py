@@ -188,7 +188,7 @@ def cancel(
     """SPEC §2.3: write ``cancelled`` first, then abort a handler running here."""
     check_text("cancelled_by", by)
     check_text("cancelled_by_name", by_name)
-    row = jobs.store.get(execution_id)
+    row = jobs.get_execution(execution_id)
     if row is None or (job_name is not None and row.job_name != job_name):
         raise ExecutionNotFoundError(f"Execution not found: {execution_id}")
     if row.status not in ("pending", "scheduled", "running"):

@@ -19,6 +19,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from alepha_jobs import (
+    ExecutionNotFoundError,
     InvalidArgumentError,
     Job,
     JobNotFoundError,
@@ -365,6 +366,21 @@ def test_a_key_or_actor_no_store_can_hold_is_refused_alike(
         welcome.cancel_by_key("k", cancelled_by_name=text)
     with pytest.raises(InvalidArgumentError, match="^cancelled_by "):
         jobs.cancel(str(uuid.uuid4()), cancelled_by=text)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"], ids=["nul", "surrogate"])
+def test_an_id_no_store_can_hold_is_absent_alike_and_a_filter_is_refused(
+    jobs: Jobs, welcome: Job, text: str
+) -> None:
+    """No row can have such an id: the answer is "not found" on both stores,
+    where Postgres would refuse the lookup and SQLite could not encode it."""
+    assert jobs.get_execution(text) is None
+    with pytest.raises(ExecutionNotFoundError):
+        jobs.cancel(text)
+    with pytest.raises(ExecutionNotFoundError):
+        welcome.cancel(text)
+    with pytest.raises(InvalidArgumentError, match="^key filter .* no execution"):
+        jobs.executions("emails.welcome", key=text)
 
 
 @pytest.mark.usefixtures("nothing_written")

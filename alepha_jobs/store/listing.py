@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import clock
 from ..errors import InvalidArgumentError
+from ..payloads import text_problem
 from .base import STATUSES, Execution, ExecutionQuery
 from .queries import SORTS
 
@@ -64,6 +65,11 @@ def build_query(
     if trigger is not None and trigger not in TRIGGERS:
         raise InvalidArgumentError(
             f"unknown trigger {trigger!r}; use {', '.join(TRIGGERS)}"
+        )
+    problem = text_problem(key) if isinstance(key, str) else None
+    if problem is not None:
+        raise InvalidArgumentError(
+            f"key filter {key!r} contains {problem}, which no execution can hold"
         )
     sort_key = _snake(sort) if isinstance(sort, str) else sort
     if sort_key not in SORTS:
