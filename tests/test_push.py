@@ -26,7 +26,8 @@ from alepha_jobs import (
 from alepha_jobs.pushing import prepare
 
 from .conftest import MakeJobs, RecordingDispatcher
-from .outbox import caller_transaction, connect
+from .outbox import caller_transaction, connect, is_sqlite
+from .postgres_service import admin_connection
 
 FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 log = logging.getLogger("tests.push")
@@ -763,6 +764,24 @@ def test_inline_cannot_join_the_callers_transaction(make_jobs: MakeJobs) -> None
             work.push({"n": 1}, inline=True, connection=transaction.connection)
         transaction.commit()
 
+    assert count_rows(jobs) == 0
+
+
+def test_a_connection_of_the_other_driver_is_refused(
+    make_jobs: MakeJobs, tmp_path: Any
+) -> None:
+    """DESIGN §8.7: the connection must be the outbox's own driver and database."""
+    jobs = make_jobs()
+    work = _register(jobs, [], threading.Event())
+    if is_sqlite(jobs):
+        other, wanted = admin_connection(), "sqlite3.Connection"
+    else:
+        other, wanted = sqlite3.connect(tmp_path / "other.db"), "psycopg.Connection"
+    try:
+        with pytest.raises(InvalidArgumentError, match=f"must be an open {wanted}"):
+            work.push({"n": 1}, connection=other)
+    finally:
+        other.close()
     assert count_rows(jobs) == 0
 
 
