@@ -25,7 +25,7 @@ from alepha_jobs import (
 )
 from alepha_jobs.pushing import prepare
 
-from .conftest import MakeJobs, RecordingDispatcher
+from .conftest import MakeJobs, RecordingDispatcher, wait_until
 
 FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 log = logging.getLogger("tests.push")
@@ -684,6 +684,31 @@ def test_a_started_runtime_picks_up_rows_another_runtime_wrote(
     assert worker_calls == [7]
     assert writer_calls == []
     assert worker.get_execution(execution_id) is None
+
+
+def test_a_backlog_another_runtime_wrote_drains_at_the_pools_speed(
+    make_jobs: MakeJobs,
+) -> None:
+    """DESIGN §8.10: a poll takes as many rows as there are idle workers; when
+    that filled the pool, the next poll follows as soon as a worker frees up,
+    not a whole ``pickup_delay / 2`` later (which capped a pushing script's
+    backlog at two rows per worker per second, and here at 2 per 5 minutes)."""
+    writer = make_jobs()
+    worker = make_jobs(
+        pickup_delay=600, stale_threshold=86400, direct_max_concurrency=2
+    )
+    calls: list[int] = []
+    work = _register(writer, [], threading.Event())
+    _register(worker, calls, threading.Event())
+    with freeze_time(datetime.now(timezone.utc) - timedelta(hours=1)):
+        ids = [work.push({"n": n}) for n in range(30)]
+
+    worker.start()
+
+    assert wait_until(lambda: len(calls) == 30, timeout=30)
+    assert sorted(calls) == list(range(30))
+    assert worker.drain(5)
+    assert all(worker.get_execution(i) is None for i in ids)
 
 
 @pytest.mark.sqlite_only
