@@ -224,6 +224,8 @@ def _parse_cron(name: str, cron: str, timezone: str) -> CronExpression:
     try:
         return CronExpression(cron, timezone)
     except RegistrationError as error:
+        if str(error).startswith("Unknown time zone"):  # the expression is fine
+            raise type(error)(f"Job '{name}': {error}") from error
         prefix = f"Invalid cron expression '{cron}'"
         detail = str(error).removeprefix(prefix).lstrip(": ")
         raise type(error)(f"{prefix} for job '{name}': {detail}") from error
