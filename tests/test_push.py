@@ -1,4 +1,4 @@
-"""Pushing to queue jobs in direct mode: SPEC §2.1, §2.2 and §12.4 (#33-#42, #44),
+"""Pushing to queue jobs in direct mode: SPEC §2.1, §2.2 and §12.4 (#33-#44),
 plus DESIGN §8.7 (push inside the caller's transaction) and §8.10 (pickup)."""
 
 from __future__ import annotations
@@ -483,6 +483,23 @@ def test_push_many_returns_one_id_per_payload_and_runs_them_all(
     assert jobs.drain(5)
     assert sorted(seen) == [1, 2, 3]
     assert all(jobs.get_execution(i) is None for i in ids)
+
+
+def test_push_many_hands_the_dispatcher_one_batch(
+    make_jobs: MakeJobs, recording: RecordingDispatcher
+) -> None:
+    """#43 against the dispatcher contract (any transport, the queue one too):
+    one ``dispatch_many`` call with the three (job name, id) pairs."""
+    jobs = make_jobs(dispatcher=recording)
+
+    @jobs.job("app.work", schema=Num)
+    def work(ctx: JobContext[Num]) -> None:
+        """Never runs."""
+
+    ids = work.push_many([{"n": 1}, {"n": 2}, {"n": 3}])
+
+    assert recording.batches == [[("app.work", i) for i in ids]]
+    assert len(set(ids)) == 3
 
 
 def test_push_many_returns_keyed_ids_first_then_the_bulk_ids(
