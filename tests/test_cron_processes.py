@@ -31,8 +31,9 @@ SECONDS = 10.0
 pytestmark = pytest.mark.slow
 
 
-def launch(db: Path) -> list[subprocess.Popen[str]]:
+def launch(db: Path, *timeout: float) -> list[subprocess.Popen[str]]:
     command = [sys.executable, str(WORKER), str(db), str(SECONDS)]
+    command += [str(value) for value in timeout]
     return [
         subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -128,3 +129,28 @@ def test_a_process_killed_half_way_never_causes_a_duplicate(tmp_path: Path) -> N
     # died can be lost: its claim outlives it, so no survivor runs that instant.
     assert len(missed) <= 1, outputs
     assert len(expected) >= 5
+
+
+def test_a_process_killed_mid_run_blocks_the_job_only_until_its_lock_expires(
+    tmp_path: Path,
+) -> None:
+    """SPEC §6.2: the run lock of a run whose process died is never released; it
+    expires after ``2 x timeout`` (2 s here), and every replica skips the job until
+    then. Nothing runs twice, and the ticks resume on the survivors."""
+    db = tmp_path / "jobs.db"
+    processes = launch(db, 1.0)
+    assert wait_until(lambda: len(runs(db)) >= 4, timeout=60)
+    seen = len(runs(db))
+    assert wait_until(lambda: len(runs(db)) > seen, timeout=5)
+    victim, instant = runs(db)[-1]  # recorded, now holding on for 0.3 s
+    os.kill(victim, signal.SIGKILL)
+    outputs = finish(processes)
+
+    expected, twice, missed = figures(f"one of four killed mid-run {instant}", db)
+    killed = datetime.strptime(instant, "%Y-%m-%dT%H:%M:%S.000Z")
+    assert twice == [], outputs
+    assert all(killed < datetime.strptime(m, "%Y-%m-%dT%H:%M:%S.000Z") for m in missed)
+    assert len(missed) <= 3, outputs  # the instants inside the lock's 2 s TTL
+    resumed = killed + timedelta(seconds=2)  # the run lock has expired by then
+    later = [i for _, i in runs(db) if i > resumed.strftime("%Y-%m-%dT%H:%M:%S.000Z")]
+    assert later, f"the ticks did not resume: {outputs}"
