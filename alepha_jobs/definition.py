@@ -104,6 +104,11 @@ def define(
     _check_shape(name, schema, cron, inline, retry)
     _check_retry(name, retry)
     _check_retention(name, retention)
+    if cron is None and timezone != "UTC":
+        raise RegistrationError(
+            f"Job '{name}': timezone applies to cron jobs only; a queue job's "
+            "delay and scheduled_at are absolute (pass an aware datetime)"
+        )
     expression = _parse_cron(name, cron, timezone) if cron is not None else None
     fire_times = expression.upcoming(clock.now(), 10) if expression else []
     return JobDefinition(
