@@ -104,6 +104,11 @@ def define(
     _check_shape(name, schema, cron, inline, retry)
     _check_retry(name, retry)
     _check_retention(name, retention)
+    if cron is None and timezone != "UTC":
+        raise RegistrationError(
+            f"Job '{name}': timezone applies to cron jobs only; a queue job's "
+            "delay and scheduled_at are absolute (pass an aware datetime)"
+        )
     expression = _parse_cron(name, cron, timezone) if cron is not None else None
     fire_times = expression.upcoming(clock.now(), 10) if expression else []
     return JobDefinition(
@@ -224,6 +229,8 @@ def _parse_cron(name: str, cron: str, timezone: str) -> CronExpression:
     try:
         return CronExpression(cron, timezone)
     except RegistrationError as error:
+        if str(error).startswith("Unknown time zone"):  # the expression is fine
+            raise type(error)(f"Job '{name}': {error}") from error
         prefix = f"Invalid cron expression '{cron}'"
         detail = str(error).removeprefix(prefix).lstrip(": ")
         raise type(error)(f"{prefix} for job '{name}': {detail}") from error

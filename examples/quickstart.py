@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import sqlite3
 import sys
@@ -90,15 +91,22 @@ def build(args: argparse.Namespace) -> tuple[Jobs, object]:
     return jobs, index_file
 
 
-def pending_files(args: argparse.Namespace, db: sqlite3.Connection) -> list[str]:
-    files = sorted(
-        str(path)
-        for path in args.root.rglob("*")
-        if path.is_file() and not SKIPPED.intersection(path.parts)
-    )
-    if args.limit:
-        files = files[: args.limit]
+def all_files(args: argparse.Namespace) -> list[str]:
+    files = []
+    for folder, subfolders, names in os.walk(args.root):
+        subfolders[:] = [name for name in subfolders if name not in SKIPPED]
+        paths = (os.path.join(folder, name) for name in names)
+        files.extend(path for path in paths if os.path.isfile(path))
+    files.sort()
+    return files[: args.limit] if args.limit else files
+
+
+def pending_files(files: list[str], db: sqlite3.Connection) -> list[str]:
+    """Files neither indexed nor still queued by a run that was killed: those
+    rows are picked up again as soon as the runtime starts."""
     done = {row[0] for row in db.execute("SELECT path FROM file_index")}
+    queued = "SELECT key FROM job_executions WHERE job_name = 'files.index'"
+    done.update(row[0] for row in db.execute(queued))
     return [path for path in files if path not in done]
 
 
@@ -111,7 +119,7 @@ def show_progress(db: sqlite3.Connection, total: int, started: float) -> None:
     tty = sys.stdout.isatty()
     pause = threading.Event()
     while True:
-        indexed = db.execute("SELECT COUNT(*) FROM file_index").fetchone()[0]
+        indexed = indexed_count(db)
         live = live_rows(db)
         rate = indexed / max(time.monotonic() - started, 1e-9)
         line = f"indexed {indexed}/{total} files, {live} queued or running, "
@@ -124,7 +132,15 @@ def show_progress(db: sqlite3.Connection, total: int, started: float) -> None:
         print()
 
 
-def summary(db: sqlite3.Connection, total: int, elapsed: float, pushed: int) -> str:
+def indexed_count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM file_index").fetchone()[0])
+
+
+def summary(
+    db: sqlite3.Connection, total: int, elapsed: float, pushed: int, before: int
+) -> str:
+    """The closing line; jobs/s counts the files indexed by this run (a resumed
+    run also finishes what a killed one left queued)."""
     succeeded, retried = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(attempt > 1), 0) FROM file_index"
     ).fetchone()
@@ -134,7 +150,7 @@ def summary(db: sqlite3.Connection, total: int, elapsed: float, pushed: int) -> 
     return (
         f"files {total}, pushed this run {pushed}, succeeded {succeeded}, "
         f"retried {retried}, failed {failed}, elapsed {elapsed:.2f}s, "
-        f"{pushed / max(elapsed, 1e-9):.0f} jobs/s"
+        f"{(succeeded - before) / max(elapsed, 1e-9):.0f} jobs/s"
     )
 
 
@@ -146,15 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     jobs, index_file = build(args)
     db = sqlite3.connect(args.db, timeout=30, isolation_level=None)
     db.execute(RESULTS)
-    todo = pending_files(args, db)
-    total = len(todo) + db.execute("SELECT COUNT(*) FROM file_index").fetchone()[0]
-    print(f"indexing {len(todo)} of {total} files under {args.root} into {args.db}")
+    files = all_files(args)
+    todo = pending_files(files, db)
+    total, before = len(files), indexed_count(db)
+    left = max(0, total - before - len(todo))
+    print(
+        f"indexing {len(todo)} of {total} files under {args.root} into {args.db}"
+        + (f" ({left} still queued by an earlier run)" if left else "")
+    )
     started = time.monotonic()
     with jobs:
         for path in todo:  # a keyed push: a file still queued from a killed run is
             index_file.push({"path": path}, key=path)  # not queued twice
         show_progress(db, total, started)
-    print(summary(db, total, time.monotonic() - started, len(todo)))
+    print(summary(db, total, time.monotonic() - started, len(todo), before))
     return 0
 
 

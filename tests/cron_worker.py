@@ -14,6 +14,10 @@ through :mod:`tests.outbox`, so the SQL is written once for both stores:
 ``cron_runs`` gets ``(pid, ctx.now)`` per cron run, ``job_runs`` gets
 ``(execution_id, pid)`` per queue run, ``job_pushes`` every id this process pushed,
 and ``cron_workers`` when each runtime was started and began to stop (Unix seconds).
+
+With ``CRON_WORKER_TIMEOUT`` set (seconds), the cron job declares that timeout and
+each run holds on for a third of a second after recording itself, so a kill can
+land in the middle of one.
 """
 
 from __future__ import annotations
@@ -69,11 +73,15 @@ def execute(jobs: Jobs, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 def register(jobs: Jobs, pid: int) -> Any:
     """The cron job and the queue job; return the queue job's handle."""
 
-    @jobs.job(CRON_JOB, cron="* * * * * *")
+    timeout = os.environ.get("CRON_WORKER_TIMEOUT")
+
+    @jobs.job(CRON_JOB, cron="* * * * * *", timeout=float(timeout) if timeout else None)
     def every_second(ctx: JobContext[None]) -> None:
         """Record which process ran which instant."""
         instant = clock.to_text(ctx.now)
         execute(jobs, "INSERT INTO cron_runs VALUES (?, ?)", pid, instant)
+        if timeout:
+            ctx.signal.wait(0.3)
 
     @jobs.job(QUEUE_JOB, schema=Pushed)
     def pushed(ctx: JobContext[Pushed]) -> None:

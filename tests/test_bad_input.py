@@ -491,3 +491,31 @@ def test_a_database_from_a_newer_schema_version_is_refused(
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 99
     finally:
         connection.close()
+
+
+def test_another_applications_table_of_the_same_name_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """An unversioned file whose ``job_executions`` is not ours: refused at
+    ``Jobs()``, not indexed, stamped or switched to WAL (SQLite would even index
+    the missing columns, taking their double-quoted names for strings)."""
+    path = tmp_path / "app.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE job_executions (id TEXT, done INTEGER)")
+    connection.commit()
+    connection.close()
+
+    with pytest.raises(StoreError) as caught:
+        _open(f"sqlite:///{path}")
+
+    assert str(path) in str(caught.value)
+    assert "job_executions" in str(caught.value)
+    assert "another database" in str(caught.value)
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 0
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        names = connection.execute("SELECT name FROM sqlite_master").fetchall()
+        assert names == [("job_executions",)]
+    finally:
+        connection.close()

@@ -36,6 +36,7 @@ SECONDS = 10.0
 HOSTS = 3
 PUSHES = 2000
 HOST_SECONDS = 8.0
+STAMP = "%Y-%m-%dT%H:%M:%S.000Z"
 
 pytestmark = pytest.mark.slow
 
@@ -212,3 +213,28 @@ def test_three_hosts_on_one_postgres_schema_run_each_job_and_instant_once(
     assert missed == [], outputs
     live = "SELECT count(*) FROM job_executions WHERE job_name = 'tests.pushed'"
     assert read(postgres_url, live) == [(0,)]  # successes are not recorded
+
+
+def test_a_process_killed_mid_run_blocks_the_job_only_until_its_lock_expires(
+    sqlite_url: str,
+) -> None:
+    """SPEC §6.2: the run lock of a run whose process died is never released; it
+    expires after ``2 x timeout`` (2 s here), and every replica skips the job until
+    then. Nothing runs twice, and the ticks resume on the survivors."""
+    processes = launch(sqlite_url, WORKERS, SECONDS, CRON_WORKER_TIMEOUT="1.0")
+    assert wait_until(lambda: len(runs(sqlite_url)) >= 4, timeout=60)
+    seen = len(runs(sqlite_url))
+    assert wait_until(lambda: len(runs(sqlite_url)) > seen, timeout=5)
+    victim, instant = runs(sqlite_url)[-1]  # recorded, now holding on for 0.3 s
+    os.kill(victim, signal.SIGKILL)
+    outputs = finish(processes)
+
+    label = f"one of four killed mid-run {instant}"
+    expected, twice, missed = figures(label, sqlite_url)
+    killed = datetime.strptime(instant, STAMP)
+    assert twice == [], outputs
+    assert all(killed < datetime.strptime(m, STAMP) for m in missed)
+    assert len(missed) <= 3, outputs  # the instants inside the lock's 2 s TTL
+    resumed = (killed + timedelta(seconds=2)).strftime(STAMP)  # the lock expired
+    later = [i for _, i in runs(sqlite_url) if i > resumed]
+    assert later, f"the ticks did not resume: {outputs}"

@@ -1,4 +1,4 @@
-"""Pushing to queue jobs in direct mode: SPEC §2.1, §2.2 and §12.4 (#33-#42, #44),
+"""Pushing to queue jobs in direct mode: SPEC §2.1, §2.2 and §12.4 (#33-#44),
 plus DESIGN §8.7 (push inside the caller's transaction) and §8.10 (pickup)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from alepha_jobs import (
 )
 from alepha_jobs.pushing import prepare
 
-from .conftest import MakeJobs, RecordingDispatcher
+from .conftest import MakeJobs, RecordingDispatcher, wait_until
 from .outbox import caller_transaction, connect, is_sqlite
 from .postgres_service import admin_connection
 
@@ -487,6 +487,23 @@ def test_push_many_returns_one_id_per_payload_and_runs_them_all(
     assert all(jobs.get_execution(i) is None for i in ids)
 
 
+def test_push_many_hands_the_dispatcher_one_batch(
+    make_jobs: MakeJobs, recording: RecordingDispatcher
+) -> None:
+    """#43 against the dispatcher contract (any transport, the queue one too):
+    one ``dispatch_many`` call with the three (job name, id) pairs."""
+    jobs = make_jobs(dispatcher=recording)
+
+    @jobs.job("app.work", schema=Num)
+    def work(ctx: JobContext[Num]) -> None:
+        """Never runs."""
+
+    ids = work.push_many([{"n": 1}, {"n": 2}, {"n": 3}])
+
+    assert recording.batches == [[("app.work", i) for i in ids]]
+    assert len(set(ids)) == 3
+
+
 def test_push_many_returns_keyed_ids_first_then_the_bulk_ids(
     make_jobs: MakeJobs, recording: RecordingDispatcher
 ) -> None:
@@ -686,6 +703,31 @@ def test_a_started_runtime_picks_up_rows_another_runtime_wrote(
     assert worker_calls == [7]
     assert writer_calls == []
     assert worker.get_execution(execution_id) is None
+
+
+def test_a_backlog_another_runtime_wrote_drains_at_the_pools_speed(
+    make_jobs: MakeJobs,
+) -> None:
+    """DESIGN §8.10: a poll takes as many rows as there are idle workers; when
+    that filled the pool, the next poll follows as soon as a worker frees up,
+    not a whole ``pickup_delay / 2`` later (which capped a pushing script's
+    backlog at two rows per worker per second, and here at 2 per 5 minutes)."""
+    writer = make_jobs()
+    worker = make_jobs(
+        pickup_delay=600, stale_threshold=86400, direct_max_concurrency=2
+    )
+    calls: list[int] = []
+    work = _register(writer, [], threading.Event())
+    _register(worker, calls, threading.Event())
+    with freeze_time(datetime.now(timezone.utc) - timedelta(hours=1)):
+        ids = [work.push({"n": n}) for n in range(30)]
+
+    worker.start()
+
+    assert wait_until(lambda: len(calls) == 30, timeout=30)
+    assert sorted(calls) == list(range(30))
+    assert worker.drain(5)
+    assert all(worker.get_execution(i) is None for i in ids)
 
 
 def test_a_push_on_the_callers_connection_runs_after_commit(

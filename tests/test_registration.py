@@ -524,3 +524,29 @@ def test_a_middleware_that_skips_call_next_skips_the_handler(
     _run_once(jobs, job)
 
     assert trace == ["gate"]
+
+
+# cron-only options on a queue job
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"timezone": "Europe/Paris"}, "timezone applies to cron jobs only"),
+        ({"catch_up": True}, "catch_up applies to cron jobs only"),
+    ],
+    ids=["timezone", "catch-up"],
+)
+def test_a_cron_only_option_on_a_queue_job_is_refused(
+    jobs: Jobs, options: dict[str, Any], words: str
+) -> None:
+    message = refusal(jobs, schema=Payload, **options)
+
+    assert "'app.work'" in message and words in message
+    assert "app.work" not in jobs.registry
+
+
+def test_a_queue_job_may_spell_out_the_default_timezone(jobs: Jobs) -> None:
+    register(jobs, schema=Payload, timezone="UTC")
+
+    assert "app.work" in jobs.registry

@@ -61,6 +61,12 @@ class CronRunner:
         are recorded, never raised; a dispatch error of the retry path is.
         """
         if self.jobs.stopping:
+            if instant is None:  # a caller asked for this run: say why it did not
+                logger.warning(
+                    "trigger of %s ignored: the runtime is stopping or was stopped",
+                    definition.name,
+                    extra={"event": "cron.stopped", "job": definition.name},
+                )
             return False
         name, ttl = definition.name, lock_ttl(definition)
         if (

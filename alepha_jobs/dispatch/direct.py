@@ -6,7 +6,7 @@ import collections
 import contextvars
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from .base import Dispatcher
@@ -29,16 +29,24 @@ class DirectDispatcher(Dispatcher):
         self.max_concurrency = max(1, max_concurrency)
         self._fifo: collections.deque[tuple[str, str]] = collections.deque()
         self._queued: set[str] = set()
+        self._active: set[str] = set()
         self._cond = threading.Condition()
         self._workers: list[threading.Thread] = []
         self._idle = 0
         self._busy = 0
         self._running = False
+        #: Called (without the lock) each time a worker finishes a run.
+        self.on_slot_free: Callable[[], None] | None = None
 
     @property
     def backlog(self) -> int:
         with self._cond:
             return len(self._fifo) + self._busy
+
+    def held(self) -> set[str]:
+        """Ids queued here or being processed by a worker of this pool."""
+        with self._cond:
+            return self._queued | self._active
 
     @property
     def free_slots(self) -> int:
@@ -121,9 +129,12 @@ class DirectDispatcher(Dispatcher):
                 )
             finally:
                 with self._cond:
+                    self._active.discard(item[1])
                     self._busy -= 1
                     self._idle += 1
                     self._cond.notify_all()
+                if self.on_slot_free is not None:
+                    self.on_slot_free()
 
     def _next(self) -> tuple[str, str] | None:
         with self._cond:
@@ -134,6 +145,7 @@ class DirectDispatcher(Dispatcher):
                 return None
             item = self._fifo.popleft()
             self._queued.discard(item[1])
+            self._active.add(item[1])
             self._idle -= 1
             self._busy += 1
             return item

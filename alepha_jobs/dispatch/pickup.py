@@ -4,12 +4,15 @@ A process that pushes without a started runtime only writes the row. Every
 started runtime polls for ``pending`` rows untouched for ``pickup_delay`` (and
 ``scheduled`` rows due that long) and feeds as many as it has idle workers to its
 pool; the claim guard makes sure each runs once. A saturated process takes none,
-so work flows to idle ones.
+so work flows to idle ones. When a poll filled every idle worker there may be
+more: the next poll then happens as soon as a worker frees up, not a whole
+interval later, so a backlog drains at the pool's speed.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from typing import TYPE_CHECKING
 
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIN_POLL = 0.05
+#: A poll draws its rows at random from the oldest ``SPREAD`` times the pool size
+#: of ready ones, so runtimes polling at once rarely hand the same row to a worker
+#: (the claim guard would let only one run it; the others waste a claim).
+SPREAD = 16
 
 
 class Pickup:
@@ -31,6 +38,8 @@ class Pickup:
         self._jobs = jobs
         self._dispatcher = dispatcher
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._hungry = False  # the last poll filled every idle worker
         self._thread: threading.Thread | None = None
 
     @property
@@ -39,6 +48,8 @@ class Pickup:
 
     def start(self) -> None:
         self._stop.clear()
+        self._wake.set()  # the first poll happens at once: rows may be waiting
+        self._dispatcher.on_slot_free = self._slot_freed
         self._thread = threading.Thread(
             target=self._loop, name="alepha-jobs-pickup", daemon=True
         )
@@ -46,6 +57,8 @@ class Pickup:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
+        self._dispatcher.on_slot_free = None
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -56,12 +69,26 @@ class Pickup:
         if free <= 0 or not names:
             return 0
         cutoff = clock.now() - self._jobs.config.pickup_delay
-        rows = self._jobs.store.ready(cutoff, names, free)
+        window = SPREAD * self._dispatcher.max_concurrency
+        ready = self._jobs.store.ready(cutoff, names, window)
+        self._hungry = len(ready) >= free
+        held = self._dispatcher.held()  # rows this pool is about to claim
+        ready = [row for row in ready if row.id not in held]
+        picked = sorted(random.sample(range(len(ready)), min(free, len(ready))))
+        rows = [ready[index] for index in picked]
         self._dispatcher.dispatch_many([(row.job_name, row.id) for row in rows])
         return len(rows)
 
+    def _slot_freed(self) -> None:
+        if self._hungry:
+            self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.run_once()
             except Exception:

@@ -15,7 +15,7 @@ from pathlib import Path
 import filelock
 import sqlite_utils
 
-from ..errors import SchemaVersionError
+from ..errors import SchemaVersionError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,22 @@ def _version_1(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _version_1}
+_TABLES = {"job_executions": set(_EXECUTION_COLUMNS), "job_locks": {"key", "value"}}
+
+
+def _refuse_foreign_tables(db: sqlite_utils.Database, path: Path) -> None:
+    """An unversioned file with our table names holds another application's
+    tables: refuse it rather than index and stamp them."""
+    for table, needed in _TABLES.items():
+        if not db[table].exists():
+            continue
+        missing = needed - set(db[table].columns_dict)  # type: ignore[union-attr]
+        if missing:
+            raise StoreError(
+                f"SQLite database {str(path)!r} already has a table {table} that "
+                f"alepha_jobs did not create (no column {sorted(missing)[0]}); "
+                "point at another database"
+            )
 
 
 def migrate(path: Path, connect: Callable[[], sqlite3.Connection]) -> None:
@@ -121,6 +137,8 @@ def _apply(connection: sqlite3.Connection, path: Path) -> None:
     if version == SCHEMA_VERSION:
         return
     db = sqlite_utils.Database(connection)
+    if version == 0:
+        _refuse_foreign_tables(db, path)
     db.enable_wal()
     for target in range(version + 1, SCHEMA_VERSION + 1):
         with connection:
