@@ -31,9 +31,12 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-DAYS = "sun mon tue wed thu fri sat".split()
-SYSTEMD_DAYS = "Sun Mon Tue Wed Thu Fri Sat".split()
+MONTHS = [
+    "jan", "feb", "mar", "apr", "may", "jun",
+    "jul", "aug", "sep", "oct", "nov", "dec",
+]  # fmt: skip
+DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+SYSTEMD_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
 
 class Untranslatable(Exception):
@@ -42,9 +45,7 @@ class Untranslatable(Exception):
 
 def schedules(jobs: Jobs) -> list[tuple[str, CronExpression]]:
     """Every cron job and the two housekeeping tasks, by name."""
-    pairs = [
-        (d.name, d.cron) for d in jobs.definitions() if d.cron is not None
-    ]
+    pairs = [(d.name, d.cron) for d in jobs.definitions() if d.cron is not None]
     config = jobs.config
     pairs.append(("system.jobs.sweep", CronExpression(config.sweep_cron)))
     pairs.append(("system.jobs.trim", CronExpression(config.trim_cron)))
@@ -94,11 +95,12 @@ def on_calendar(expression: CronExpression) -> str:
     :raises Untranslatable: L/W/#, or day-of-month OR day-of-week.
     """
     second, minute, hour, dom, month, dow = _fields(expression)
-    if dom not in ("*", "?") and dow not in ("*", "?"):
-        if not (dom.startswith("*") or dow.startswith("*")):
-            raise Untranslatable("day-of-month and day-of-week combine with OR")
+    both = dom not in ("*", "?") and dow not in ("*", "?")
+    if both and not (dom.startswith("*") or dow.startswith("*")):
+        raise Untranslatable("day-of-month and day-of-week combine with OR")
     days = _days(dow)
-    date = f"*-{_list(_values(month, 1, 12, MONTHS))}-{_list(_values(dom, 1, 31, None))}"
+    months, dates = _values(month, 1, 12, MONTHS), _values(dom, 1, 31, None)
+    date = f"*-{_list(months)}-{_list(dates)}"
     time = ":".join(
         _list(_values(f, 0, limit, None), width=2)
         for f, limit in ((hour, 23), (minute, 59), (second, 59))

@@ -6,15 +6,14 @@ stdout is not a terminal, so pipes and files get plain text.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 
-from ..store.base import Execution
+from ..admin.serial import to_jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,23 +32,6 @@ def json_option(command: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print JSON for scripts."
     )(command)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Datetimes as ISO-8601, executions as dicts with ``can``, recursively."""
-    if isinstance(value, Execution):
-        data = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        data["can"] = value.can
-        return to_jsonable(data)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def emit_json(value: Any) -> None:
@@ -80,11 +62,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     cells = [[str(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
-        widths = [max(w, _width(c)) for w, c in zip(widths, row)]
-    head = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
+        widths = [max(w, _width(c)) for w, c in zip(widths, row, strict=True)]
+    head = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
     click.echo(click.style(head, bold=True))
     for row in cells:
-        line = "  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths))
+        padded = (c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True))
+        line = "  ".join(padded)
         click.echo(line.rstrip())
 
 

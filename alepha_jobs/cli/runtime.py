@@ -8,18 +8,14 @@ import logging
 import os
 import signal
 import threading
-from datetime import datetime
 from types import FrameType
 from typing import Any
 
 import click
 
-from .. import clock
 from .. import trim as _trim
 from ..app import Jobs
-from ..cron.expression import CronExpression
-from ..cron.runner import SCHEDULED_BY
-from ..events import JobEvent
+from ..cron.external import HOUSEKEEPING, run_tick
 from ..systemd import Notifier
 from . import output
 from .errors import FAILED, CliError, handled
@@ -28,7 +24,6 @@ from .params import parse_moment
 
 logger = logging.getLogger(__name__)
 
-HOUSEKEEPING = ("system.jobs.sweep", "system.jobs.trim")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -161,14 +156,6 @@ def worker_command(log_level: str, as_json: bool) -> None:
     raise click.exceptions.Exit(code)
 
 
-def default_instant(expression: CronExpression, now: datetime) -> datetime:
-    """The schedule instant a late-running external trigger stands for: ``now``
-    truncated to the minute (to the second for six-field expressions)."""
-    if expression.has_seconds:
-        return now.replace(microsecond=0)
-    return now.replace(second=0, microsecond=0)
-
-
 @click.command("run-cron")
 @click.argument("name")
 @click.option(
@@ -187,41 +174,19 @@ def run_cron_command(name: str, scheduled_at: str, as_json: bool) -> None:
         report = jobs.sweep() if name.endswith("sweep") else jobs.trim()
         _report(as_json, name, dataclasses.asdict(report))
         return
-    ran, failed, instant = run_cron_tick(jobs, name, scheduled_at)
-    if as_json:
-        output.emit_json({"ran": ran, "failed": failed, "scheduled_at": instant})
-    elif ran:
-        click.echo(f"{name} at {output.when(instant)}: {'error' if failed else 'ok'}")
-    else:
-        click.echo(f"{name} at {output.when(instant)}: skipped (ran elsewhere)")
-    if failed:
-        raise click.exceptions.Exit(FAILED)
-
-
-def run_cron_tick(
-    jobs: Jobs, name: str, scheduled_at: str | None
-) -> tuple[bool, bool, datetime]:
-    """Run one tick; return (ran here, handler failed, the instant).
-
-    :raises CliError: not a cron job, or a bad ``scheduled_at``.
-    """
-    definition = jobs.definition(name)
-    if definition is None or definition.cron is None:
-        what = "not registered" if definition is None else "a queue job"
-        raise CliError(f"{name!r} is {what}; run-cron runs registered cron jobs")
-    if scheduled_at in (None, "", "now"):
-        instant = default_instant(definition.cron, clock.now())
-    else:
+    instant = None
+    if scheduled_at not in ("", "now"):
         instant = parse_moment(scheduled_at, "--scheduled-at")
-    failures: list[JobEvent] = []
-
-    def listener(event: JobEvent) -> None:
-        if event.name == name:
-            failures.append(event)
-
-    jobs.on("job:error", listener)
-    ran = jobs.cron.tick(definition, instant, *SCHEDULED_BY)
-    return ran, bool(failures), instant
+    result = run_tick(jobs, name, instant)
+    if as_json:
+        output.emit_json(dataclasses.asdict(result))
+    else:
+        at = output.when(result.instant)
+        outcome = "error" if result.failed else "ok"
+        outcome = outcome if result.ran else "skipped (ran elsewhere)"
+        click.echo(f"{name} at {at}: {outcome}")
+    if result.failed:
+        raise click.exceptions.Exit(FAILED)
 
 
 def _report(as_json: bool, what: str, counts: dict[str, int]) -> None:
@@ -284,7 +249,8 @@ def purge_command(unregistered: bool, as_json: bool) -> None:
         output.emit_json({"deleted": deleted, "live_orphans": orphans})
         return
     listed = ", ".join(f"{n} ({c} live)" for n, c in sorted(orphans.items()))
-    click.echo(f"purged {deleted} rows of unregistered jobs" + (f": {listed}" if listed else ""))
+    suffix = f": {listed}" if listed else ""
+    click.echo(f"purged {deleted} rows of unregistered jobs{suffix}")
 
 
 COMMANDS = [
