@@ -62,6 +62,8 @@ def _values(field: str, low: int, high: int, names: list[str] | None) -> list[in
     """Expand one cron field into its values; ``[]`` means every value."""
     if field in ("*", "?"):
         return []
+    for index, name in enumerate(names or ()):
+        field = field.replace(name, str(index + low))
     if any(c in field for c in "lw#"):
         raise Untranslatable(f"field {field!r} uses L, W or #")
     found: set[int] = set()
@@ -72,16 +74,10 @@ def _values(field: str, low: int, high: int, names: list[str] | None) -> list[in
             start, stop = low, high
         else:
             first, _, last = base.partition("-")
-            start = _number(first, names, low)
-            stop = _number(last, names, low) if last else (high if step_text else start)
+            start = int(first)
+            stop = int(last) if last else (high if step_text else start)
         found.update(range(start, stop + 1, step))
     return sorted(found)
-
-
-def _number(text: str, names: list[str] | None, low: int) -> int:
-    if names and text[:3] in names:
-        return names.index(text[:3]) + low
-    return int(text)
 
 
 def _days(field: str) -> list[int]:
@@ -100,7 +96,7 @@ def on_calendar(expression: CronExpression) -> str:
         raise Untranslatable("day-of-month and day-of-week combine with OR")
     days = _days(dow)
     months, dates = _values(month, 1, 12, MONTHS), _values(dom, 1, 31, None)
-    date = f"*-{_list(months)}-{_list(dates)}"
+    date = f"*-{_list(months, width=2)}-{_list(dates, width=2)}"
     time = ":".join(
         _list(_values(f, 0, limit, None), width=2)
         for f, limit in ((hour, 23), (minute, 59), (second, 59))
