@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///alepha_jobs.db"
 PROMOTION_CEILING = timedelta(hours=24)
+ABORT_GRACE = 0.5  # seconds aborted runs get to finish before stop() returns
 
 
 def open_store(url: str) -> Store:
@@ -521,7 +522,9 @@ class Jobs:
         settled = self._wait(lambda: self._in_flight == 0, limit)
         if not settled:
             self._abort_all()
-        self.dispatcher.stop(5.0)
+            # Cooperative runs end now; the others are left to the sweep.
+            self._wait(lambda: self._in_flight == 0, ABORT_GRACE)
+        self.dispatcher.stop(5.0 if self._in_flight == 0 else 0)
         self.timekeeper.stop()
         with self._state:
             self._promotions.clear()

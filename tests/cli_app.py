@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from alepha_jobs import JobContext, Jobs
+from alepha_jobs import JobContext, Jobs, Retention, Rule
 
 CURRENT: Jobs | None = None
 
@@ -53,7 +53,7 @@ def register(jobs: Jobs) -> Jobs:
         """Fail every time."""
         raise RuntimeError("broken on purpose")
 
-    @jobs.job("tests.sleep", schema=Sleep)
+    @jobs.job("tests.sleep", schema=Sleep, retention=Retention(ok=Rule(last=100)))
     def sleep(ctx: JobContext[Sleep]) -> None:
         """Block like an uncooperative call: the abort signal is ignored."""
         pause = threading.Event()

@@ -107,8 +107,8 @@ class Foreground:
             running=running,
             drain_timeout=drain,
         )
-        aborted = list(self.jobs.signals)
         settled = self.jobs.stop()
+        aborted = list(self.jobs.signals)  # runs that ignored the abort
         if settled:
             _say(self.as_json, "stopped", "stopped: every run settled", settled=True)
         else:
