@@ -4,6 +4,7 @@ trigger and cron-next."""
 from __future__ import annotations
 
 import getpass
+import json
 from typing import Any
 
 import click
@@ -200,7 +201,7 @@ def show_command(execution_id: str, as_json: bool) -> None:
             ("status", output.status(row.status)),
             ("attempt", f"{row.attempt} of {row.max_attempts}"),
             ("key", row.key or "-"),
-            ("payload", output.to_jsonable(row.payload)),
+            ("payload", json.dumps(row.payload)),
             ("created", output.when(row.created_at)),
             ("scheduled", output.when(row.scheduled_at)),
             ("started", output.when(row.started_at)),
