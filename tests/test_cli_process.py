@@ -40,12 +40,14 @@ def command() -> list[str]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """The subprocess environment; the database is the test's SQLite file or
+    fresh Postgres schema."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "ALEPHA_JOBS_APP": "tests.cli_app:build",
-        "ALEPHA_JOBS_DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db",
+        "ALEPHA_JOBS_DATABASE_URL": db_url,
         "ALEPHA_JOBS_SWEEP_CRON": NEVER,
         "ALEPHA_JOBS_TRIM_CRON": NEVER,
         "ALEPHA_JOBS_DRAIN_TIMEOUT": str(DRAIN),
@@ -92,6 +94,7 @@ def row(jobs: Jobs, status: str, **columns: Any) -> str:
     )
 
 
+@pytest.mark.sqlite_only
 def test_every_command_as_a_process(
     env: dict[str, str], jobs: Jobs, tmp_path: Path
 ) -> None:
