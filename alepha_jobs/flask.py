@@ -142,7 +142,11 @@ class JobsExtension:
                 )
             self.jobs.start(consume=self._consume, schedule=self._schedule)
             self._started_pid = os.getpid()
-            logger.info("alepha_jobs started in pid %d", self._started_pid)
+            logger.info(
+                "alepha_jobs started in pid %d",
+                self._started_pid,
+                extra={"event": "flask.started", "pid": self._started_pid},
+            )
             return self.jobs
 
     def stop(self) -> None:
@@ -205,7 +209,9 @@ def cron_blueprint(
             logger.warning("cron route: %s", error, extra={"event": "cron.unknown"})
             return Response("ok", 200, mimetype="text/plain")
         except Exception:
-            logger.exception("cron route: %s failed", name)
+            logger.exception(
+                "cron route: %s failed", name, extra={"event": "cron.route_failed"}
+            )
             return Response("cron failed", 500, mimetype="text/plain")
         response = Response("ok", 200, mimetype="text/plain")
         response.headers["X-Alepha-Cron-Ran"] = "true" if result.ran else "false"

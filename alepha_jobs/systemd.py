@@ -39,7 +39,12 @@ class Notifier:
                 sock.connect(self.address)
                 sock.sendall(message)
         except OSError:
-            logger.warning("sd_notify to %r failed", self.address, exc_info=True)
+            logger.warning(
+                "sd_notify to %r failed",
+                self.address,
+                exc_info=True,
+                extra={"event": "systemd.notify_failed"},
+            )
             return False
         return True
 

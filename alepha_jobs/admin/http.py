@@ -72,7 +72,11 @@ def admin_blueprint(
     read_token: str | None = None,
     url_prefix: str = "/admin/jobs",
 ) -> Blueprint:
-    """Build the blueprint; ``service`` may be a callable returning it."""
+    """Build the blueprint; ``service`` may be a callable returning it.
+
+    The routes are closures over ``service`` and the tokens, as Flask blueprints
+    usually are, so this factory is longer than the functions elsewhere.
+    """
     blueprint = Blueprint("alepha_jobs_admin", __name__, url_prefix=url_prefix)
 
     def admin() -> AdminService:
