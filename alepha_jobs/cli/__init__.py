@@ -10,7 +10,12 @@ from __future__ import annotations
 import shlex
 import shutil
 
-import click
+try:
+    import click
+except ImportError as error:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "the alepha-jobs command needs click: pip install 'alepha-jobs[cli]'"
+    ) from error
 
 from .commands import COMMANDS as _ADMIN
 from .errors import EXIT_CODES_HELP
