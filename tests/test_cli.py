@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -404,27 +404,36 @@ def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
 
 
 def serve_until(
-    command: str, sock: socket.socket, before_stop: Any = None, **env: str
+    command: str,
+    sock: socket.socket,
+    before_stop: Any = None,
+    stop_on: Callable[[list[str]], bool] = lambda seen: seen[-1].startswith("READY=1"),
+    **env: str,
 ) -> tuple[Result, list[str]]:
-    """Run ``command`` as systemd would; signal it once READY=1 (and, if given,
-    ``before_stop()``) arrived; return the result and every message."""
+    """Run ``command`` as systemd would; once ``stop_on(messages)`` holds (default:
+    READY=1 arrived) call ``before_stop()`` and send SIGINT; return the result and
+    every message. Whatever goes wrong in the manager, the command is stopped."""
     messages: list[str] = []
 
     def manager() -> None:
-        while True:
-            message = sock.recv(4096).decode()
-            messages.append(message)
-            if message.startswith("READY=1"):
-                if before_stop is not None:
-                    before_stop()
+        signalled = False
+        try:
+            while not messages or not stop_on(messages):
+                messages.append(sock.recv(4096).decode())
+            if before_stop is not None:
+                before_stop()
+            os.kill(os.getpid(), signal.SIGINT)
+            signalled = True
+            while not messages[-1].startswith("STOPPING=1"):
+                messages.append(sock.recv(4096).decode())
+        finally:
+            if not signalled:  # never leave the command running
                 os.kill(os.getpid(), signal.SIGINT)
-            if message.startswith("STOPPING=1"):
-                return
 
     thread = threading.Thread(target=manager, daemon=True)
     thread.start()
     environment = {"NOTIFY_SOCKET": sock.getsockname(), **env}
-    result = invoke(command, env=environment)
+    result = invoke(*command.split(), env=environment)
     thread.join(10)
     return result, messages
 
@@ -442,27 +451,15 @@ def test_run_notifies_systemd_and_exits_0_on_a_signal(
 
 
 def test_run_sends_watchdog_pings(jobs: Jobs, notify_socket: socket.socket) -> None:
-    pings = threading.Event()
-    seen: list[str] = []
-
-    def manager() -> None:
-        while True:
-            message = notify_socket.recv(4096).decode()
-            seen.append(message)
-            if message == "WATCHDOG=1" and seen.count("WATCHDOG=1") == 2:
-                pings.set()
-                os.kill(os.getpid(), signal.SIGTERM)
-            if message.startswith("STOPPING=1"):
-                return
-
-    thread = threading.Thread(target=manager, daemon=True)
-    thread.start()
-    env = {"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "40000"}
-    result = invoke("run", "--json", env=env)
-    thread.join(10)
+    result, messages = serve_until(
+        "run --json",
+        notify_socket,
+        stop_on=lambda seen: seen.count("WATCHDOG=1") == 2,
+        WATCHDOG_USEC="40000",
+    )
 
     assert result.exit_code == 0
-    assert pings.is_set()
+    assert messages.count("WATCHDOG=1") >= 2
     events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
     assert events == ["ready", "stopping", "stopped"]
 
