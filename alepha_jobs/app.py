@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///alepha_jobs.db"
 PROMOTION_CEILING = timedelta(hours=24)
+ABORT_GRACE = 0.5  # seconds aborted runs get to finish before stop() returns
 
 
 def open_store(url: str) -> Store:
@@ -447,24 +448,30 @@ class Jobs:
 
     # lifecycle
 
-    def start(self, consume: bool = True) -> Jobs:
+    def start(self, consume: bool = True, schedule: bool = True) -> Jobs:
         """Start the timers, the sweep and trim, and (with ``consume``) the pool.
 
         Runs one sweep at once. Calling it twice is harmless.
+
+        :param consume: run queue handlers in this process.
+        :param schedule: fire cron jobs and the periodic sweep and trim here;
+            ``False`` makes a consumer only (``alepha-jobs worker``).
         """
         with self._state:
             if self._started:
                 return self
             self._started, self._stopping = True, False
         self.dispatcher.start(consume)
-        self._scheduler = self._build_scheduler()
-        self._scheduler.start()
+        if schedule:
+            self._scheduler = self._build_scheduler()
+            self._scheduler.start()
         if consume and isinstance(self.dispatcher, DirectDispatcher):
             self._pickup = Pickup(self, self.dispatcher)
             self._pickup.start()
         self._log_modes()
         self.sweep()
-        catch_up(self)
+        if schedule:
+            catch_up(self)
         atexit.register(self._stop_at_exit)
         return self
 
@@ -517,7 +524,9 @@ class Jobs:
         settled = self._wait(lambda: self._in_flight == 0, limit)
         if not settled:
             self._abort_all()
-        self.dispatcher.stop(5.0)
+            # Cooperative runs end now; the others are left to the sweep.
+            self._wait(lambda: self._in_flight == 0, ABORT_GRACE)
+        self.dispatcher.stop(5.0 if self._in_flight == 0 else 0)
         self.timekeeper.stop()
         with self._state:
             self._promotions.clear()

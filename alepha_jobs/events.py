@@ -57,6 +57,13 @@ class Emitter:
         with self._lock:
             self._listeners[event].append(listener)
 
+    def off(self, event: str, listener: Listener) -> None:
+        """Unregister ``listener`` from ``event``; unknown ones are ignored."""
+        with self._lock:
+            listeners = self._listeners.get(event, [])
+            if listener in listeners:
+                listeners.remove(listener)
+
     def emit(self, event: JobEvent) -> None:
         """Call every listener of ``event.event``, outside the lock."""
         with self._lock:
