@@ -203,6 +203,8 @@ class RedisQueue(Dispatcher):
         self._consuming = False
         self._down_since: float | None = None
         self._last_scan = 0.0
+        self._blocking: dict[int, int] = {}
+        self._redis = redis
 
     # the sending side
 
@@ -277,6 +279,7 @@ class RedisQueue(Dispatcher):
             self._consuming = False
             self._stop.set()
             threads = list(self._threads)
+        self._unblock_all()
         for thread in threads:
             thread.join(timeout)
         with self._lock:
@@ -305,39 +308,80 @@ class RedisQueue(Dispatcher):
     # the consuming side
 
     def _consume(self, stop: threading.Event) -> None:
+        """One consumer thread: pop, run, repeat; never raises. Redis failures
+        are logged and retried with jittered exponential backoff."""
         failures = 0
-        while not stop.is_set():
-            try:
-                raw = self._pop()
-            except Exception as error:
-                failures += 1
-                self._unreachable(error)
-                stop.wait(self._backoff.compute(failures))
-                continue
-            if failures:
-                failures = 0
-                self._reachable()
-            if raw is None:
-                continue
-            if stop.is_set():
-                self._give_back(raw)
-                return
-            self._handle(raw)
+        client: Redis | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if client is None:
+                        client = self._dedicated_client()
+                    raw = self._pop(client, stop)
+                except Exception as error:
+                    failures += 1
+                    self._unreachable(error)
+                    self._drop_client(client)
+                    client = None
+                    stop.wait(self._backoff.compute(failures))
+                    continue
+                if failures:
+                    failures = 0
+                    self._reachable()
+                if raw is not None and stop.is_set():
+                    self._give_back(raw)
+                elif raw is not None:
+                    self._handle(raw)
+        finally:
+            self._drop_client(client)
 
-    def _pop(self) -> bytes | str | None:
+    def _dedicated_client(self) -> Redis:
+        """A client on one connection of the pool, so :meth:`stop` can unblock
+        its BRPOP with CLIENT UNBLOCK instead of waiting for the timeout."""
+        client = self._redis.Redis(
+            connection_pool=self.client.connection_pool, single_connection_client=True
+        )
+        identity = client.client_id()
+        with self._lock:
+            self._blocking[threading.get_ident()] = identity
+        return client
+
+    def _drop_client(self, client: Redis | None) -> None:
+        with self._lock:
+            self._blocking.pop(threading.get_ident(), None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                logger.debug("closing a consumer connection failed", exc_info=True)
+
+    def _unblock_all(self) -> None:
+        with self._lock:
+            identities = list(self._blocking.values())
+        for identity in identities:
+            try:
+                self.client.client_unblock(identity)
+            except Exception:
+                logger.debug("CLIENT UNBLOCK %s failed", identity, exc_info=True)
+
+    def _pop(self, client: Redis, stop: threading.Event) -> bytes | str | None:
         """The next ready message, moving due delayed ones first when the list is
         empty or was not scanned for a second; blocks up to a second."""
         if time.monotonic() - self._last_scan < BLOCK_SECONDS:
-            raw = self.client.rpop(self.ready_key)
+            raw = client.rpop(self.ready_key)
             if raw is not None:
                 return raw  # type: ignore[return-value]
         self._last_scan = time.monotonic()
         _, wait = self._promote(
-            keys=[self.delayed_key, self.ready_key], args=[DELAY_SCAN_BATCH]
+            keys=[self.delayed_key, self.ready_key],
+            args=[DELAY_SCAN_BATCH],
+            client=client,
         )
         block = BLOCK_SECONDS if wait < 0 else wait / 1000
         block = min(BLOCK_SECONDS, max(MIN_BLOCK_SECONDS, block))
-        popped = self.client.brpop([self.ready_key], timeout=block)
+        if stop.is_set():
+            return None  # stop() may have sent its CLIENT UNBLOCK already
+        popped = client.brpop([self.ready_key], timeout=block)
         return None if popped is None else popped[1]
 
     def _handle(self, raw: bytes | str) -> None:
