@@ -166,3 +166,11 @@ def test_a_queue_prefix_isolates_runtimes_on_one_server(
         jobs.dispatcher.client.ping()
     finally:
         jobs.close()
+
+
+def test_error_messages_never_show_the_redis_password(tmp_path: Path) -> None:
+    for url in ("redis://:s3cret@127.0.0.1:6379/0?concurrency=0", "amqp://u:s3cret@h/"):
+        with pytest.raises(ConfigurationError) as caught:
+            Jobs(f"sqlite:///{tmp_path}/jobs.db", queue=url)
+        assert "s3cret" not in str(caught.value)
+        assert "***" in str(caught.value)

@@ -125,30 +125,40 @@ class QueueURL:
         if not isinstance(url, str):
             raise ConfigurationError(f"queue must be a redis:// URL, got {url!r}")
         parts = urlsplit(url)
+        shown = redacted(url)
         if parts.scheme not in SCHEMES:
-            scheme = parts.scheme or url
+            scheme = parts.scheme or shown
             raise ConfigurationError(
-                f"unsupported queue URL scheme {scheme!r} in queue={url!r}; queue "
+                f"unsupported queue URL scheme {scheme!r} in queue={shown!r}; queue "
                 "mode takes redis://host:6379/0 or rediss://host:6380/0 (TLS)"
             )
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.prefix = query.pop("prefix", DEFAULT_PREFIX)
         if not self.prefix:
-            raise ConfigurationError(f"queue={url!r}: prefix must not be empty")
-        given = _concurrency(url, query.pop("concurrency", None))
+            raise ConfigurationError(f"queue={shown!r}: prefix must not be empty")
+        given = _concurrency(shown, query.pop("concurrency", None))
         self.concurrency = given if given is not None else max(1, default_concurrency)
         self.host = parts.hostname or "localhost"
         try:
             self.port = parts.port or 6379
         except ValueError:
-            raise ConfigurationError(f"queue={url!r}: the port is not a number") from (
-                None
-            )
+            raise ConfigurationError(
+                f"queue={shown!r}: the port is not a number"
+            ) from (None)
         self.redis_url = urlunsplit(parts._replace(query=urlencode(query)))
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _concurrency(url: str, raw: str | None) -> int | None:
@@ -188,7 +198,8 @@ class RedisQueue(Dispatcher):
                 self.url.redis_url, socket_connect_timeout=CONNECT_TIMEOUT, retry=retry
             )
         except (ValueError, TypeError) as error:
-            raise ConfigurationError(f"queue={url!r}: {error}") from None
+            shown = redacted(url)
+            raise ConfigurationError(f"queue={shown!r}: {error}") from None
         self._backoff = redis.backoff.ExponentialWithJitterBackoff(
             cap=BACKOFF_CAP, base=BACKOFF_BASE
         )
