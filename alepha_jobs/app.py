@@ -152,7 +152,9 @@ class Jobs:
             return None
         if dispatcher is not None:
             raise ConfigurationError("pass queue= or dispatcher=, not both")
-        return RedisQueue(queue, self.config.direct_max_concurrency)
+        return RedisQueue(
+            queue, self.config.direct_max_concurrency, lambda: self._stopping
+        )
 
     def _default_locks(self) -> LockStore:
         if isinstance(self.dispatcher, RedisQueue):

@@ -105,6 +105,20 @@ def test_a_push_runs_on_a_consumer_thread_and_the_row_is_deleted(
     assert seen.threads[0].startswith("alepha-jobs-queue-")
 
 
+def test_queue_mode_runs_on_each_outbox_store(
+    make_queue_jobs: MakeQueueJobs, db_url: str
+) -> None:
+    """The contract suite's stores: SQLite and a fresh Postgres schema."""
+    jobs = make_queue_jobs(url=db_url)
+    work, seen = work_job(jobs)
+    jobs.start()
+
+    ids = [work.push({"n": n}) for n in range(5)]
+
+    assert wait_until(lambda: sorted(seen.payloads) == [0, 1, 2, 3, 4])
+    assert wait_until(lambda: all(jobs.get_execution(i) is None for i in ids))
+
+
 def test_push_many_hands_the_queue_one_batch_of_json_messages(
     make_queue_jobs: MakeQueueJobs, prefix: str, redis_client: Any
 ) -> None:
@@ -191,6 +205,43 @@ def test_stop_ends_the_consumer_threads_and_keeps_later_messages(
     assert consumers == []
     assert ready(redis_client, prefix) == [{"job_name": NAME, "execution_id": execution_id}]
     assert seen.payloads == [1]
+
+
+def test_messages_pushed_while_stopping_stay_in_redis(
+    make_queue_jobs: MakeQueueJobs, prefix: str, redis_client: Any
+) -> None:
+    """SPEC §5.8 in queue mode: while ``stop()`` drains a running handler, an
+    idle consumer takes no new message (or returns the one it popped), so the
+    message waits in Redis for another process instead of being dropped."""
+    jobs = make_queue_jobs(concurrency=2)
+    release = threading.Event()
+    started = threading.Event()
+    handled: list[int] = []
+
+    @jobs.job(NAME, schema=Work)
+    def work(ctx: JobContext[Work]) -> None:
+        """The first run holds the drain open."""
+        handled.append(ctx.payload.n)
+        started.set()
+        release.wait(10)
+
+    jobs.start()
+    work.push({"n": 1})
+    assert started.wait(10)
+    stopper = threading.Thread(target=jobs.stop)
+    stopper.start()
+    assert wait_until(lambda: jobs.stopping)
+    producer = make_queue_jobs()
+    producer_work, _ = work_job(producer)
+    execution_id = producer_work.push({"n": 2})
+    release.set()
+    stopper.join(10)
+
+    assert not stopper.is_alive()
+    assert handled == [1]
+    assert ready(redis_client, prefix) == [{"job_name": NAME, "execution_id": execution_id}]
+    row = jobs.get_execution(execution_id)
+    assert row is not None and row.status == "pending"
 
 
 def test_a_delayed_push_waits_in_the_delay_set_and_runs_when_due(

@@ -82,7 +82,9 @@ def test_a_redis_restart_loses_no_row(
         due = row.scheduled_at
         assert wait_until(lambda: datetime.now(timezone.utc) >= due)
         report = jobs.sweep()
-        assert (report.promoted, report.redispatched) == (1, 1)
+        # stale_threshold=0: the row promoted in this sweep may count as stale
+        # too; the claim guard still runs it once (checked below)
+        assert report.promoted == 1 and report.redispatched >= 1
         assert wait_until(lambda: sum(runs.values()) == 4)
         assert jobs.drain(10)
     finally:

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -182,14 +182,22 @@ class RedisQueue(Dispatcher):
 
     :param url: ``redis://[user:password@]host:port/db[?prefix=P&concurrency=N]``.
     :param default_concurrency: consumer threads when the URL names none.
+    :param stopping: whether the runtime began to stop; a message popped then
+        goes back to the queue instead of to a runtime that would ignore it.
     :raises ConfigurationError: the URL is not a Redis URL, or redis-py is
         missing.
     """
 
     kind: Literal["direct", "queue"] = "queue"
 
-    def __init__(self, url: str, default_concurrency: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        default_concurrency: int = 10,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.url = QueueURL(url, default_concurrency)
+        self._stopping = stopping
         redis = import_redis()
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         retry = redis.retry.Retry(redis.backoff.NoBackoff(), 1)
@@ -324,7 +332,7 @@ class RedisQueue(Dispatcher):
         failures = 0
         client: Redis | None = None
         try:
-            while not stop.is_set():
+            while not (stop.is_set() or self._stopping()):
                 try:
                     if client is None:
                         client = self._dedicated_client()
@@ -339,9 +347,10 @@ class RedisQueue(Dispatcher):
                 if failures:
                     failures = 0
                     self._reachable()
-                if raw is not None and stop.is_set():
-                    self._give_back(raw)
-                elif raw is not None:
+                if raw is not None and (stop.is_set() or self._stopping()):
+                    self._give_back(raw)  # the runtime would ignore it now
+                    return
+                if raw is not None:
                     self._handle(raw)
         finally:
             self._drop_client(client)
@@ -390,7 +399,7 @@ class RedisQueue(Dispatcher):
         )
         block = BLOCK_SECONDS if wait < 0 else wait / 1000
         block = min(BLOCK_SECONDS, max(MIN_BLOCK_SECONDS, block))
-        if stop.is_set():
+        if stop.is_set() or self._stopping():
             return None  # stop() may have sent its CLIENT UNBLOCK already
         popped = client.brpop([self.ready_key], timeout=block)
         return None if popped is None else popped[1]
