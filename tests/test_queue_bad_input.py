@@ -21,7 +21,6 @@ from alepha_jobs import (
 )
 
 from .conftest import NEVER
-from .queue_support import prefix  # noqa: F401 (fixture)
 from .redis_service import free_port, queue_url
 
 QUIET = {"sweep_cron": NEVER, "trim_cron": NEVER}
@@ -41,7 +40,12 @@ def register(jobs: Jobs) -> Any:
 
 @pytest.mark.parametrize(
     "url",
-    ["amqp://localhost:5672/", "http://localhost:6379", "unix:///tmp/redis.sock", "localhost:6379"],
+    [
+        "amqp://localhost:5672/",
+        "http://localhost:6379",
+        "unix:///tmp/redis.sock",
+        "localhost:6379",
+    ],
 )
 def test_a_queue_url_that_is_not_redis_is_refused_before_anything_is_written(
     tmp_path: Path, url: str
@@ -57,7 +61,11 @@ def test_a_queue_url_that_is_not_redis_is_refused_before_anything_is_written(
 
 @pytest.mark.parametrize(
     ("query", "named"),
-    [("concurrency=0", "concurrency"), ("concurrency=many", "concurrency"), ("prefix=", "prefix")],
+    [
+        ("concurrency=0", "concurrency"),
+        ("concurrency=many", "concurrency"),
+        ("prefix=", "prefix"),
+    ],
 )
 def test_malformed_queue_options_are_refused(
     tmp_path: Path, query: str, named: str

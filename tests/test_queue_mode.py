@@ -28,16 +28,14 @@ from alepha_jobs import (
     Rule,
 )
 from alepha_jobs.definition import Job
+from alepha_jobs.dispatch.redis_queue import RedisQueue
 from alepha_jobs.locks import RedisLockStore
 
 from .conftest import wait_until
-from .queue_support import (  # noqa: F401 (fixtures)
+from .queue_support import (
     CountingRedisQueue,
     DecliningRedisQueue,
     MakeQueueJobs,
-    make_queue_jobs,
-    prefix,
-    redis_client,
 )
 from .redis_service import queue_url
 
@@ -78,7 +76,10 @@ def work_job(jobs: Jobs, **options: Any) -> tuple[Job, Recorder]:
 
 def ready(client: Any, prefix: str) -> list[Any]:
     """The raw messages of the ready list, oldest first."""
-    return [json.loads(m) for m in reversed(client.lrange(f"{prefix}:api:jobs:dispatch", 0, -1))]
+    return [
+        json.loads(m)
+        for m in reversed(client.lrange(f"{prefix}:api:jobs:dispatch", 0, -1))
+    ]
 
 
 def delayed(client: Any, prefix: str) -> list[tuple[bytes, float]]:
@@ -178,8 +179,12 @@ def test_start_without_consume_runs_no_consumer_and_leaves_messages_in_redis(
 
     execution_id = work.push({"n": 1})
 
-    assert not any(t.name.startswith("alepha-jobs-queue") for t in threading.enumerate())
-    assert ready(redis_client, prefix) == [{"job_name": NAME, "execution_id": execution_id}]
+    assert not any(
+        t.name.startswith("alepha-jobs-queue") for t in threading.enumerate()
+    )
+    assert ready(redis_client, prefix) == [
+        {"job_name": NAME, "execution_id": execution_id}
+    ]
     row = jobs.get_execution(execution_id)
     assert row is not None and row.status == "pending"
     assert seen.payloads == []
@@ -197,13 +202,17 @@ def test_stop_ends_the_consumer_threads_and_keeps_later_messages(
     assert wait_until(lambda: seen.payloads == [1])
 
     jobs.stop()
-    consumers = [t for t in threading.enumerate() if t.name.startswith("alepha-jobs-queue")]
+    consumers = [
+        t for t in threading.enumerate() if t.name.startswith("alepha-jobs-queue")
+    ]
     producer = make_queue_jobs()  # never started: pushes still go to Redis
     producer_work, _ = work_job(producer)
     execution_id = producer_work.push({"n": 2})
 
     assert consumers == []
-    assert ready(redis_client, prefix) == [{"job_name": NAME, "execution_id": execution_id}]
+    assert ready(redis_client, prefix) == [
+        {"job_name": NAME, "execution_id": execution_id}
+    ]
     assert seen.payloads == [1]
 
 
@@ -239,7 +248,9 @@ def test_messages_pushed_while_stopping_stay_in_redis(
 
     assert not stopper.is_alive()
     assert handled == [1]
-    assert ready(redis_client, prefix) == [{"job_name": NAME, "execution_id": execution_id}]
+    assert ready(redis_client, prefix) == [
+        {"job_name": NAME, "execution_id": execution_id}
+    ]
     row = jobs.get_execution(execution_id)
     assert row is not None and row.status == "pending"
 
@@ -274,6 +285,40 @@ def test_a_delayed_push_waits_in_the_delay_set_and_runs_when_due(
     assert delayed(redis_client, prefix) == []
 
 
+class DeliveryCounting(RedisQueue):
+    """The real transport, counting the messages its consumers took."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, default_concurrency=3)
+        self.taken: list[bytes | str] = []
+
+    def _handle(self, raw: bytes | str) -> None:
+        self.taken.append(raw)
+        super()._handle(raw)
+
+
+def test_due_delayed_messages_are_delivered_once_across_consumers(
+    make_queue_jobs: MakeQueueJobs, prefix: str, redis_client: Any
+) -> None:
+    """§4.4: the ZREM is the claim, so six consumers in two runtimes polling one
+    delay set move each due member to the ready list once."""
+    queues = [DeliveryCounting(queue_url(prefix)) for _ in range(2)]
+    runtimes = [make_queue_jobs(dispatcher=queue) for queue in queues]
+    recorders = [work_job(jobs)[1] for jobs in runtimes]
+    work = runtimes[0].registry[NAME]
+    ids = work.push_many([PushItem({"n": n}, delay=0.5) for n in range(20)])
+    assert len(delayed(redis_client, prefix)) == 20
+
+    for jobs in runtimes:
+        jobs.start()
+    assert wait_until(lambda: sum(len(r.payloads) for r in recorders) == 20)
+    assert wait_until(lambda: all(runtimes[0].get_execution(i) is None for i in ids))
+
+    assert sorted(n for r in recorders for n in r.payloads) == list(range(20))
+    assert sum(len(q.taken) for q in queues) == 20
+    assert delayed(redis_client, prefix) == [] and ready(redis_client, prefix) == []
+
+
 def test_handler_failures_never_reach_the_queue(
     make_queue_jobs: MakeQueueJobs, prefix: str, redis_client: Any
 ) -> None:
@@ -284,7 +329,9 @@ def test_handler_failures_never_reach_the_queue(
     )
     attempts: list[datetime] = []
 
-    @jobs.job(NAME, schema=Work, retry=Retry(1), retention=Retention(error=Rule(days=1)))
+    @jobs.job(
+        NAME, schema=Work, retry=Retry(1), retention=Retention(error=Rule(days=1))
+    )
     def work(ctx: JobContext[Work]) -> None:
         """Always fails."""
         attempts.append(datetime.now(timezone.utc))
@@ -480,7 +527,9 @@ def test_concurrent_promotions_of_one_row_dispatch_it_once(
             thread.join(10)
 
     assert failures == []
-    assert ready(redis_client, prefix) == [{"job_name": NAME, "execution_id": execution_id}]
+    assert ready(redis_client, prefix) == [
+        {"job_name": NAME, "execution_id": execution_id}
+    ]
     jobs.start()
     assert wait_until(lambda: jobs.get_execution(execution_id) is None)
     assert seen.payloads == [1]

@@ -28,7 +28,6 @@ from freezegun import freeze_time
 from alepha_jobs import JobContext, Jobs, JobsConfig, Retention, Rule
 
 from .conftest import NEVER, wait_until
-from .queue_support import prefix, redis_client  # noqa: F401 (fixtures)
 from .queue_worker import NAME, Numbered
 from .redis_service import queue_url
 
@@ -59,7 +58,9 @@ def first_line(process: subprocess.Popen[str]) -> str:
 def outbox_rows(db: Path) -> int:
     try:
         with closing(sqlite3.connect(db, timeout=60)) as connection:
-            return int(connection.execute("SELECT COUNT(*) FROM job_executions").fetchone()[0])
+            return int(
+                connection.execute("SELECT COUNT(*) FROM job_executions").fetchone()[0]
+            )
     except sqlite3.OperationalError:
         return -1
 
