@@ -27,6 +27,7 @@ from .definition import Handler, Job, JobDefinition, Middleware, define
 from .dispatch.base import Dispatcher
 from .dispatch.direct import DirectDispatcher
 from .dispatch.pickup import Pickup
+from .dispatch.redis_queue import RedisQueue
 from .dispatch.timers import Timekeeper, Timer
 from .durations import DurationLike
 from .errors import (
@@ -92,11 +93,17 @@ class Jobs:
     :param url: the outbox database; default ``ALEPHA_JOBS_DATABASE_URL``, else
         ``sqlite:///alepha_jobs.db``.
     :param config: settings; default :class:`JobsConfig` from the environment.
+    :param queue: a ``redis://host:port/db`` URL: queue mode, where any process
+        that calls :meth:`start` consumes (options ``?prefix=`` for the key
+        prefix, default ``queue``, and ``?concurrency=`` for consumer threads,
+        default ``direct_max_concurrency``).
     :param dispatcher: a custom :class:`~alepha_jobs.dispatch.base.Dispatcher`
         (advanced; the default is the direct, in-process pool).
-    :param locks: where cron locks live; default the outbox database, so cron
-        runs once per instant across every process that shares it.
-    :raises ConfigurationError: the URL or a setting is invalid.
+    :param locks: where cron locks live; default the outbox database (with
+        ``queue=``, the same Redis server and prefix), so cron runs once per
+        instant across every process that shares it.
+    :raises ConfigurationError: the URL or a setting is invalid, or ``queue=``
+        is given without the ``redis`` extra installed.
     :raises StoreError: the database cannot be opened or is not a database.
     """
 
@@ -109,20 +116,18 @@ class Jobs:
         dispatcher: Dispatcher | None = None,
         locks: LockStore | None = None,
     ) -> None:
-        if queue is not None:
-            raise ConfigurationError(
-                "queue mode (queue='redis://...') is not available in this version; "
-                "leave queue unset to run jobs in this process's thread pool"
-            )
         self.config = config if config is not None else JobsConfig()
+        queue_dispatcher = self._open_queue(queue, dispatcher)
         database_url = url or os.environ.get("ALEPHA_JOBS_DATABASE_URL")
         self._housekeeping = {
             "system.jobs.sweep": _config_cron("sweep_cron", self.config.sweep_cron),
             "system.jobs.trim": _config_cron("trim_cron", self.config.trim_cron),
         }
         self.store = open_store(database_url or DEFAULT_DATABASE_URL)
-        self.dispatcher = dispatcher or DirectDispatcher(
-            self.config.direct_max_concurrency
+        self.dispatcher = (
+            dispatcher
+            or queue_dispatcher
+            or DirectDispatcher(self.config.direct_max_concurrency)
         )
         self.dispatcher.bind(self.process_execution, self.schedule_local_promotion)
         self.locks = locks if locks is not None else self._default_locks()
@@ -141,7 +146,20 @@ class Jobs:
         self._scheduler: Scheduler | None = None
         self._pickup: Pickup | None = None
 
+    def _open_queue(
+        self, queue: str | None, dispatcher: Dispatcher | None
+    ) -> Dispatcher | None:
+        if queue is None:
+            return None
+        if dispatcher is not None:
+            raise ConfigurationError("pass queue= or dispatcher=, not both")
+        return RedisQueue(
+            queue, self.config.direct_max_concurrency, lambda: self._stopping
+        )
+
     def _default_locks(self) -> LockStore:
+        if isinstance(self.dispatcher, RedisQueue):
+            return self.dispatcher.lock_store()
         if isinstance(self.store, SqliteStore):
             return DatabaseLockStore(self.store)
         from .store.postgres import PostgresStore
@@ -461,7 +479,12 @@ class Jobs:
             if self._started:
                 return self
             self._started, self._stopping = True, False
-        self.dispatcher.start(consume)
+        try:
+            self.dispatcher.start(consume)
+        except BaseException:
+            with self._state:
+                self._started = False
+            raise
         if schedule:
             self._scheduler = self._build_scheduler()
             self._scheduler.start()
@@ -624,4 +647,5 @@ class Jobs:
         """Stop, then close the lock store and the database connections."""
         self.stop()
         self.locks.close()
+        self.dispatcher.close()
         self.store.close()

@@ -59,6 +59,11 @@ class DispatchError(JobsError):
     """A dispatcher could not hand an execution over; the row stays for the sweep."""
 
 
+class QueueError(DispatchError):
+    """The Redis queue is unreachable or failed; rows already written stay for the
+    sweep."""
+
+
 class DelayNotSupported(DispatchError):
     """A transport declines a delayed dispatch; the caller falls back to a timer."""
 

@@ -19,6 +19,9 @@ from .postgres_service import fresh_schema, url_for
 # pytest's own timing must keep reading the real clock under frozen time.
 freezegun.configure(extend_ignore_list=["_pytest.timing", "_pytest.runner"])
 
+# queue-mode fixtures (a Redis key prefix per test, queue-mode runtimes)
+pytest_plugins = ["tests.queue_support"]
+
 NEVER = "0 0 1 1 *"  # a sweep/trim schedule that does not fire during a test
 
 

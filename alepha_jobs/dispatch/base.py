@@ -31,6 +31,9 @@ class Dispatcher(abc.ABC):
     def stop(self, timeout: float) -> None:  # noqa: B027 (optional hook)
         """Stop delivering; undelivered items stay ``pending`` for the sweep."""
 
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections; called by :meth:`Jobs.close` after :meth:`stop`."""
+
     @property
     def backlog(self) -> int:
         """Items accepted but not yet handed to a handler in this process."""

@@ -58,12 +58,15 @@ class RedisLockStore(LockStore):
 
     :param url_or_client: a ``redis://`` URL, or a ``redis.Redis`` client that
         stays the caller's to close.
+    :param prefix: prepended to every key, so several applications (or test
+        runs) can share one Redis server without meeting each other's locks.
     :raises ConfigurationError: the redis package is not installed, or the URL
         is malformed.
     """
 
-    def __init__(self, url_or_client: str | Redis) -> None:
+    def __init__(self, url_or_client: str | Redis, *, prefix: str = "") -> None:
         redis = _import_redis()
+        self.prefix = prefix
         self._driver_errors = (redis.RedisError,)
         self._owns_client = isinstance(url_or_client, str)
         if isinstance(url_or_client, str):
@@ -87,20 +90,22 @@ class RedisLockStore(LockStore):
         milliseconds = None if ttl is None else ttl // timedelta(milliseconds=1)
         if not nx:
             # a SET without PX also clears any expiry the key had
-            self.client.set(key, value, px=milliseconds)
+            self.client.set(self.prefix + key, value, px=milliseconds)
             return value
-        stored = self._set_nx(keys=[key], args=[value, milliseconds or ""])
+        stored = self._set_nx(
+            keys=[self.prefix + key], args=[value, milliseconds or ""]
+        )
         return _text(stored)
 
     def _get(self, key: str) -> str | None:
-        stored = self.client.get(key)
+        stored = self.client.get(self.prefix + key)
         return None if stored is None else _text(stored)
 
     def _delete(self, keys: tuple[str, ...]) -> None:
-        self.client.delete(*keys)
+        self.client.delete(*(self.prefix + key for key in keys))
 
     def _delete_if_owner(self, key: str, owner_id: str) -> bool:
-        return bool(self._delete_owned(keys=[key], args=[owner_id]))
+        return bool(self._delete_owned(keys=[self.prefix + key], args=[owner_id]))
 
     def _translate(self, error: BaseException) -> LockError:
         return LockError(f"Redis lock store: {type(error).__name__}: {error}")
