@@ -38,7 +38,7 @@ from .errors import (
     JobUsageError,
 )
 from .events import Emitter, Listener
-from .execution import process
+from .execution import Pace, batchable, process, process_many
 from .lease import Lease
 from .locks.base import LockStore
 from .locks.database import DatabaseLockStore
@@ -135,6 +135,9 @@ class Jobs:
         self.events = Emitter()
         self.timekeeper = Timekeeper()
         self.lease = Lease(self.store)
+        self.pace = Pace()
+        if isinstance(self.dispatcher, DirectDispatcher):
+            self.dispatcher.bind_batches(self.process_executions, self.batchable)
         self.signals: dict[str, AbortSignal] = {}
         self._promotions: dict[str, Timer] = {}
         self._definitions: dict[str, JobDefinition] = {}
@@ -378,6 +381,13 @@ class Jobs:
     def process_execution(self, job_name: str, execution_id: str) -> None:
         """Claim and run one execution (the dispatchers' entry point)."""
         process(self, job_name, execution_id)
+
+    def process_executions(self, job_name: str, execution_ids: list[str]) -> None:
+        """Claim and run several executions of one job (direct-mode batches)."""
+        process_many(self, job_name, execution_ids)
+
+    def batchable(self, job_name: str) -> bool:
+        return batchable(self, job_name)
 
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:

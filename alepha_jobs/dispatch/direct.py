@@ -13,6 +13,9 @@ from .base import Dispatcher
 
 logger = logging.getLogger(__name__)
 
+RECENT = 512
+ProcessMany = Callable[[str, list[str]], None]
+
 
 class DirectDispatcher(Dispatcher):
     """Runs executions on at most ``max_concurrency`` named worker threads.
@@ -21,12 +24,20 @@ class DirectDispatcher(Dispatcher):
     until :meth:`stop`. The FIFO lives in memory: what is still queued when the
     process dies stays ``pending`` in the outbox for the sweep or another
     process's pickup.
+
+    ``batch_size`` above 1 (opt-in) lets a worker facing a backlog of a job
+    whose handler takes a few milliseconds claim up to that many rows in one
+    write and record their successes in one more. The price: a process killed
+    mid-batch runs again the handlers whose success was not yet written, and
+    its claimed rows not yet started count as crashed (the sweep recovers them,
+    using an attempt).
     """
 
     kind: Literal["direct", "queue"] = "direct"
 
-    def __init__(self, max_concurrency: int) -> None:
+    def __init__(self, max_concurrency: int, batch_size: int = 1) -> None:
         self.max_concurrency = max(1, max_concurrency)
+        self.batch_size = max(1, batch_size)
         self._fifo: collections.deque[tuple[str, str]] = collections.deque()
         self._queued: set[str] = set()
         self._active: set[str] = set()
@@ -37,6 +48,18 @@ class DirectDispatcher(Dispatcher):
         self._running = False
         #: Called (without the lock) each time a worker finishes a run.
         self.on_slot_free: Callable[[], None] | None = None
+        self._recent: dict[str, None] = {}  # the last RECENT ids finished here
+        self._process_many: ProcessMany | None = None
+        self._batchable: Callable[[str], bool] = lambda job_name: False
+
+    def bind_batches(
+        self, process_many: ProcessMany, batchable: Callable[[str], bool]
+    ) -> None:
+        """Let a worker facing a backlog take up to ``batch_size`` executions of
+        one job at once, when ``batchable(job_name)``, and hand them to
+        ``process_many``."""
+        self._process_many = process_many
+        self._batchable = batchable
 
     @property
     def backlog(self) -> int:
@@ -44,9 +67,11 @@ class DirectDispatcher(Dispatcher):
             return len(self._fifo) + self._busy
 
     def held(self) -> set[str]:
-        """Ids queued here or being processed by a worker of this pool."""
+        """Ids queued here, being processed by a worker of this pool, or among
+        the last ones it finished: a select that ran meanwhile may still have
+        seen those ``pending``."""
         with self._cond:
-            return self._queued | self._active
+            return self._queued | self._active | self._recent.keys()
 
     @property
     def free_slots(self) -> int:
@@ -91,14 +116,17 @@ class DirectDispatcher(Dispatcher):
                 self._promote_later(job_name, execution_id, delay_seconds)
             return
         with self._cond:
-            if not self._running:
-                return  # not consuming here: the row waits for a started runtime
-            for item in items:
-                if item[1] not in self._queued:
-                    self._queued.add(item[1])
-                    self._fifo.append(item)
-            self._top_up()
-            self._cond.notify(len(items))
+            self._enqueue(items)
+
+    def _enqueue(self, items: Sequence[tuple[str, str]]) -> None:
+        if not self._running:
+            return  # not consuming here: the row waits for a started runtime
+        for item in items:
+            if item[1] not in self._queued:
+                self._queued.add(item[1])
+                self._fifo.append(item)
+        self._top_up()
+        self._cond.notify(len(items))
 
     def _top_up(self) -> None:
         wanted = min(self.max_concurrency, self._busy + len(self._fifo))
@@ -114,38 +142,61 @@ class DirectDispatcher(Dispatcher):
 
     def _work(self) -> None:
         while True:
-            item = self._next()
-            if item is None:
+            batch = self._next()
+            if not batch:
                 return
+            item = batch[0]
             try:
-                contextvars.copy_context().run(self._process, *item)
+                if len(batch) == 1 or self._process_many is None:
+                    contextvars.copy_context().run(self._process, *item)
+                else:
+                    ids = [execution_id for _, execution_id in batch]
+                    contextvars.copy_context().run(self._process_many, item[0], ids)
             except Exception:
                 logger.warning(
-                    "processing %s of %s failed; the sweep will retry it",
+                    "processing %s of %s (and %d more) failed; the sweep will retry it",
                     item[1],
                     item[0],
+                    len(batch) - 1,
                     exc_info=True,
                     extra={"event": "dispatch.failed", "job": item[0]},
                 )
             finally:
                 with self._cond:
-                    self._active.discard(item[1])
+                    self._active.difference_update(i for _, i in batch)
+                    self._remember(batch)
                     self._busy -= 1
                     self._idle += 1
                     self._cond.notify_all()
                 if self.on_slot_free is not None:
                     self.on_slot_free()
 
-    def _next(self) -> tuple[str, str] | None:
+    def _remember(self, batch: list[tuple[str, str]]) -> None:
+        for _, execution_id in batch:
+            self._recent[execution_id] = None
+        while len(self._recent) > RECENT:
+            del self._recent[next(iter(self._recent))]
+
+    def _next(self) -> list[tuple[str, str]]:
+        """The next execution, or with a backlog of a batchable job, up to
+        ``batch_size`` of them (a fair share: others keep theirs)."""
         with self._cond:
             while self._running and not self._fifo:
                 self._cond.wait()
             if not self._running:
                 self._idle -= 1
-                return None
+                return []
             item = self._fifo.popleft()
             self._queued.discard(item[1])
             self._active.add(item[1])
             self._idle -= 1
             self._busy += 1
-            return item
+            batch = [item]
+            share = len(self._fifo) // self.max_concurrency
+            if self.batch_size > 1 and share >= 2 and self._batchable(item[0]):
+                size = min(self.batch_size, share)
+                while len(batch) < size and self._fifo and self._fifo[0][0] == item[0]:
+                    batch.append(self._fifo.popleft())
+                    self._queued.discard(batch[-1][1])
+            self._active.update(i for _, i in batch)
+            return batch

@@ -34,6 +34,21 @@ PG_SQL: dict[str, str] = {
             %(status)s, 1, 1, %(started_at)s, %(completed_at)s, %(error)s,
             %(logs)s, %(triggered_by)s, %(triggered_by_name)s)
         ON CONFLICT (id) DO NOTHING""",
+    "claim_many": f"""
+        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
+            started_at = %(now)s, updated_at = %(now)s
+        WHERE id = ANY(%(ids)s) AND (status = 'pending'
+            OR (status = 'scheduled' AND scheduled_at <= %(now)s))
+        RETURNING {COLUMNS}""",
+    "succeed_keep_many": f"""
+        UPDATE {_T} AS t SET status = 'ok', completed_at = %(now)s,
+            updated_at = %(now)s, key = NULL, logs = v.logs
+        FROM unnest(%(ids)s::text[], %(logs)s::jsonb[]) AS v(id, logs)
+        WHERE t.id = v.id AND t.status = 'running'
+        RETURNING t.id""",
+    "delete_running_many": f"""
+        DELETE FROM {_T} WHERE id = ANY(%(ids)s) AND status = 'running'
+        RETURNING id""",
     "renew": f"""
         UPDATE {_T} SET status = 'running', updated_at = %(now)s
         WHERE status = 'running' AND id = ANY(%(ids)s)
@@ -58,15 +73,25 @@ PG_SQL: dict[str, str] = {
         ORDER BY updated_at LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED""",
     # one SELECT instead of SQLite's UNION ALL: FOR UPDATE refuses a UNION
+    # Each branch walks its (status, time) index and stops at the limit, so a
+    # backlog of any size costs the same.
     "ready": f"""
-        SELECT id, job_name FROM {_T}
-        WHERE job_name = ANY(%(names)s) AND (
-            (status = 'pending' AND updated_at <= %(cutoff)s)
-            OR (status = 'scheduled' AND scheduled_at <= %(cutoff)s))
-        ORDER BY CASE WHEN status = 'pending' THEN updated_at
-            ELSE scheduled_at END
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED""",
+        WITH pending AS (
+            SELECT id, job_name, updated_at AS since FROM {_T}
+            WHERE status = 'pending' AND updated_at <= %(cutoff)s
+                AND job_name = ANY(%(names)s)
+            ORDER BY updated_at LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ), due AS (
+            SELECT id, job_name, scheduled_at AS since FROM {_T}
+            WHERE status = 'scheduled' AND scheduled_at <= %(cutoff)s
+                AND job_name = ANY(%(names)s)
+            ORDER BY scheduled_at LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        )
+        SELECT id, job_name FROM (
+            SELECT * FROM pending UNION ALL SELECT * FROM due
+        ) AS ready ORDER BY since LIMIT %(limit)s""",
     "unregistered_ids": f"""
         SELECT id FROM {_T} WHERE job_name <> ALL(%(names)s)
             AND (%(live)s OR status IN ('ok', 'error', 'cancelled'))

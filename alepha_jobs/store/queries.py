@@ -43,6 +43,12 @@ SQL: dict[str, str] = {
         WHERE id = :id AND (status = 'pending'
             OR (status = 'scheduled' AND scheduled_at <= :now))
         RETURNING {COLUMNS}""",
+    "claim_many": f"""
+        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
+            started_at = :now, updated_at = :now
+        WHERE id IN ({{ids}}) AND (status = 'pending'
+            OR (status = 'scheduled' AND scheduled_at <= :now))
+        RETURNING {COLUMNS}""",
     "renew": f"""
         UPDATE {_T} SET status = 'running', updated_at = :now
         WHERE status = 'running' AND id IN ({{ids}})
@@ -100,15 +106,21 @@ SQL: dict[str, str] = {
         SELECT id, job_name, attempt, started_at, updated_at FROM {_T}
         WHERE status = 'running' AND updated_at <= :cutoff
         ORDER BY updated_at LIMIT :limit""",
+    # Each branch walks its (status, time) index and stops at :limit, so a
+    # backlog of any size costs the same; ``+job_name`` keeps the planner on it.
     "ready": f"""
         SELECT id, job_name FROM (
-            SELECT id, job_name, updated_at AS since FROM {_T}
-            WHERE status = 'pending' AND updated_at <= :cutoff
-                AND job_name IN ({{names}})
+            SELECT * FROM (
+                SELECT id, job_name, updated_at AS since FROM {_T}
+                WHERE status = 'pending' AND updated_at <= :cutoff
+                    AND +job_name IN ({{names}})
+                ORDER BY updated_at LIMIT :limit)
             UNION ALL
-            SELECT id, job_name, scheduled_at AS since FROM {_T}
-            WHERE status = 'scheduled' AND scheduled_at <= :cutoff
-                AND job_name IN ({{names}})
+            SELECT * FROM (
+                SELECT id, job_name, scheduled_at AS since FROM {_T}
+                WHERE status = 'scheduled' AND scheduled_at <= :cutoff
+                    AND +job_name IN ({{names}})
+                ORDER BY scheduled_at LIMIT :limit)
         ) AS ready ORDER BY since LIMIT :limit""",
     "unregistered_ids": f"""
         SELECT id FROM {_T} WHERE job_name NOT IN ({{names}})

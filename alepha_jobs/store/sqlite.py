@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+SYNCHRONOUS = ("NORMAL", "FULL")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -55,6 +56,33 @@ def path_from_url(url: str) -> Path:
     return Path(raw)
 
 
+def synchronous_from_url(url: str) -> str:
+    """The ``synchronous`` setting named by ``?synchronous=`` (default NORMAL).
+
+    NORMAL survives a crash of the process; FULL also survives a power cut, at
+    the cost of one fsync per commit.
+
+    :raises ConfigurationError: an unknown value or parameter.
+    """
+    query = url.split("?", 1)[1] if "?" in url else ""
+    level = "NORMAL"
+    for pair in filter(None, query.split("&")):
+        name, _, value = pair.partition("=")
+        if name != "synchronous":
+            raise ConfigurationError(
+                f"unknown parameter {name!r} in {url!r}; the only SQLite URL "
+                "parameter is synchronous=normal|full"
+            )
+        level = value.upper()
+    if level not in SYNCHRONOUS:
+        raise ConfigurationError(
+            f"synchronous={level.lower()!r} in {url!r} is not supported; use "
+            "synchronous=normal (survives a process crash, the default) or "
+            "synchronous=full (also survives a power cut, slower commits)"
+        )
+    return level
+
+
 def _translated(method: _F) -> _F:
     """Turn any sqlite3 error raised by ``method`` into a :class:`StoreError`."""
 
@@ -71,6 +99,8 @@ def _translated(method: _F) -> _F:
 class SqliteStore(Store):
     """The default outbox, in one SQLite file shared by every local process."""
 
+    batches = True
+
     def __init__(self, url: str) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise ConfigurationError(
@@ -80,11 +110,17 @@ class SqliteStore(Store):
             )
         self.url = url
         self.path = path_from_url(url)
+        self.synchronous = synchronous_from_url(url)
         self._local = threading.local()
         # (owning thread, connection): a connection outlives a short-lived thread
         # (a cron tick, a request) only until the next thread connects.
         self._connections: list[tuple[weakref.ref[threading.Thread], Any]] = []
         self._lock = threading.Lock()
+        # Writers of this process queue here rather than in SQLite's busy
+        # handler, which sleeps whole milliseconds between retries.
+        self._writing = threading.RLock()
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
         try:
             migrate(self.path, self._connect)
         except sqlite3.Error as error:
@@ -113,7 +149,7 @@ class SqliteStore(Store):
             check_same_thread=False,  # only its thread uses it; close() may not
         )
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(f"PRAGMA synchronous = {self.synchronous}")
         return connection
 
     @property
@@ -150,13 +186,14 @@ class SqliteStore(Store):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         connection = self._conn
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with self._writing:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def connection(self) -> sqlite3.Connection:
         """This thread's autocommit connection, for companions on the same file.
@@ -176,7 +213,39 @@ class SqliteStore(Store):
             yield connection
 
     def _run(self, name: str, **params: Any) -> int:
-        return self._conn.execute(SQL[name], params).rowcount
+        """One writing statement; return its row count."""
+        result: int = self._grouped(SQL[name], params, fetch=False)
+        return result
+
+    def _grouped(self, sql: str, params: dict[str, Any], fetch: bool) -> Any:
+        return self._grouped_all([(sql, params)], fetch)[0]
+
+    def _grouped_all(
+        self, statements: Sequence[tuple[str, dict[str, Any]]], fetch: bool
+    ) -> list[Any]:
+        """Run one writing statement and commit it, together with the statements
+        other threads of this process queued meanwhile (group commit).
+
+        Each caller still returns only once its own statements committed, with
+        the row count (or rows, with ``fetch``) of each, or the first error.
+        """
+        connection = self._conn
+        if connection.in_transaction:  # inside transaction(): no one else's work
+            with self._writing:
+                cursors = [connection.execute(s, p) for s, p in statements]
+                return [c.fetchall() if fetch else c.rowcount for c in cursors]
+        mine = [_Pending(sql, params, fetch) for sql, params in statements]
+        with self._queue_lock:
+            self._queue.extend(mine)
+        with self._writing:
+            if not mine[-1].done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                _flush(connection, batch)
+        for pending in mine:
+            if pending.error is not None:
+                raise pending.error
+        return [pending.result for pending in mine]
 
     def _rows(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         return self._conn.execute(SQL[name], params).fetchall()
@@ -255,10 +324,35 @@ class SqliteStore(Store):
 
     @_translated
     def claim(self, execution_id: str, now: datetime) -> Execution | None:
-        row = self._conn.execute(
-            SQL["claim"], {"id": execution_id, "now": clock.to_text(now)}
-        ).fetchone()
-        return None if row is None else _execution(row)
+        params = {"id": execution_id, "now": clock.to_text(now)}
+        rows = self._grouped(SQL["claim"], params, fetch=True)
+        return _execution(rows[0]) if rows else None
+
+    @_translated
+    def claim_many(self, ids: Sequence[str], now: datetime) -> list[Execution]:
+        claimed: list[Execution] = []
+        for chunk in _chunks(list(ids), 500):
+            params: dict[str, Any] = {f"i{n}": value for n, value in enumerate(chunk)}
+            params["now"] = clock.to_text(now)
+            sql = SQL["claim_many"].format(ids=placeholders("i", len(chunk)))
+            claimed.extend(_execution(row) for row in self._grouped(sql, params, True))
+        return claimed
+
+    @_translated
+    def succeed_many(
+        self, outcomes: Sequence[tuple[str, list[Any], bool]], now: datetime
+    ) -> list[bool]:
+        text = clock.to_text(now)
+        statements = []
+        for execution_id, logs, keep in outcomes:
+            if keep:
+                params = {"id": execution_id, "now": text, "logs": _json(logs)}
+                statements.append((SQL["succeed_keep"], params))
+            else:
+                statements.append((SQL["delete_if_running"], {"id": execution_id}))
+        if not statements:
+            return []
+        return [count == 1 for count in self._grouped_all(statements, fetch=False)]
 
     @_translated
     def renew(self, ids: Iterable[str], now: datetime) -> set[str]:
@@ -267,7 +361,9 @@ class SqliteStore(Store):
             params: dict[str, Any] = {f"i{n}": value for n, value in enumerate(chunk)}
             params["now"] = clock.to_text(now)
             sql = SQL["renew"].format(ids=placeholders("i", len(chunk)))
-            alive.update(row[0] for row in self._conn.execute(sql, params))
+            connection = self._conn
+            with self._writing:
+                alive.update(row[0] for row in connection.execute(sql, params))
         return alive
 
     @_translated
@@ -364,14 +460,13 @@ class SqliteStore(Store):
         by: str | None,
         by_name: str | None,
     ) -> str | None:
-        rows = self._rows(
-            "cancel_by_key",
-            job_name=job_name,
-            key=key,
-            now=clock.to_text(now),
-            by=by,
-            by_name=by_name,
-        )
+        params = {"job_name": job_name, "key": key, "now": clock.to_text(now)}
+        connection = self._conn
+        with self._writing:
+            cursor = connection.execute(
+                SQL["cancel_by_key"], {**params, "by": by, "by_name": by_name}
+            )
+            rows = cursor.fetchall()
         return rows[0][0] if rows else None
 
     @_translated
@@ -503,8 +598,63 @@ class SqliteStore(Store):
         for chunk in _chunks(list(dict.fromkeys(ids)), 500):
             params = {f"i{n}": value for n, value in enumerate(chunk)}
             sql = SQL[name].format(ids=placeholders("i", len(chunk)))
-            deleted += self._conn.execute(sql, params).rowcount
+            connection = self._conn
+            with self._writing:
+                deleted += connection.execute(sql, params).rowcount
         return deleted
+
+
+class _Pending:
+    """A writing statement waiting for the next group commit."""
+
+    __slots__ = ("sql", "params", "fetch", "done", "result", "error")
+
+    def __init__(self, sql: str, params: dict[str, Any], fetch: bool) -> None:
+        self.sql = sql
+        self.params = params
+        self.fetch = fetch
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = sqlite3.OperationalError(
+            "interrupted before its commit"
+        )
+
+
+def _flush(connection: sqlite3.Connection, batch: list[_Pending]) -> None:
+    """Run ``batch`` in one ``BEGIN IMMEDIATE`` transaction and commit it.
+
+    A statement that fails alone (a constraint) keeps its error; the others
+    still commit. If the commit fails, every statement gets that error.
+    """
+    executed: list[_Pending] = []
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        for pending in batch:
+            try:
+                cursor = connection.execute(pending.sql, pending.params)
+                rows = cursor.fetchall() if pending.fetch else cursor.rowcount
+            except sqlite3.Error as error:
+                pending.error = error
+                continue
+            pending.result = rows
+            executed.append(pending)
+        connection.execute("COMMIT")
+    except BaseException as error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        own = isinstance(error, sqlite3.Error)
+        for pending in batch:
+            pending.result = None
+            if own:
+                pending.error = error
+        if not own:
+            raise
+    else:
+        for pending in executed:
+            pending.error = None
+    finally:
+        for pending in batch:
+            pending.done = True
 
 
 def _alive(thread: weakref.ref[threading.Thread]) -> bool:
