@@ -346,6 +346,17 @@ def test_on_calendar_translation(expression: str, zone: str, calendar: str) -> N
     assert on_calendar(CronExpression(expression, zone)) == calendar
 
 
+def test_export_systemd_to_an_unwritable_directory_is_one_line(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+
+    result = invoke("export", "systemd", "--output-dir", str(blocker / "units"))
+
+    one_line_error(result, 2, "cannot write the unit files")
+
+
 @pytest.mark.parametrize("expression", ["0 0 L * *", "0 0 1 * 1", "0 0 * * 5#3"])
 def test_untranslatable_expressions_are_refused(expression: str) -> None:
     with pytest.raises(Untranslatable):
@@ -376,6 +387,38 @@ def test_an_app_that_is_not_a_jobs_is_one_line_and_exit_2(
     result = CliRunner().invoke(cli, ["--app", app, "jobs"])
 
     one_line_error(result, 2, fragment)
+
+
+APP_SOURCES = {
+    "exits": "import sys\nsys.exit(3)\n",
+    "factory": "def make():\n    raise RuntimeError('settings missing')\n",
+    "unreachable": (
+        "from alepha_jobs import Jobs\n"
+        "jobs = Jobs('postgresql://postgres@127.0.0.1:1/test?connect_timeout=2')\n"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "app", "code", "fragment"),
+    [
+        ("exits", "qa_exits:jobs", 2, "SystemExit: 3"),
+        ("factory", "qa_factory:make", 2, "raised RuntimeError: settings missing"),
+        ("unreachable", "qa_unreachable:jobs", 1, "127.0.0.1:1/test"),
+    ],
+)
+def test_an_app_that_fails_to_load_is_one_line(
+    source: str,
+    app: str,
+    code: int,
+    fragment: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / f"qa_{source}.py").write_text(APP_SOURCES[source])
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    one_line_error(CliRunner().invoke(cli, ["--app", app, "jobs"]), code, fragment)
 
 
 def test_no_app_at_all(monkeypatch: pytest.MonkeyPatch) -> None:

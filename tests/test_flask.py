@@ -383,6 +383,23 @@ def test_admin_actions(admin_app: Flask, tmp_path: Path) -> None:
     assert (unknown.status_code, bad.status_code) == (404, 400)
 
 
+@pytest.mark.parametrize(
+    "body", [{"data": "not json"}, {"json": [1]}, {"json": "text"}], ids=str
+)
+def test_admin_trigger_with_a_body_that_is_not_an_object_is_400(
+    admin_app: Flask, body: dict[str, Any]
+) -> None:
+    before = jobs_of(admin_app).executions("tests.echo").total_elements
+
+    answer = admin_app.test_client().post(
+        "/admin/jobs/tests.echo/trigger", headers=auth(TOKEN), **body
+    )
+
+    assert answer.status_code == 400
+    assert "JSON object" in answer.get_json()["error"]
+    assert jobs_of(admin_app).executions("tests.echo").total_elements == before
+
+
 # the cron route
 
 

@@ -871,6 +871,16 @@ def test_an_unreachable_server_is_a_store_error_naming_host_port_and_reason() ->
         assert "\n" not in message
 
 
+def test_an_unknown_host_is_a_store_error_that_says_to_check_the_host() -> None:
+    with pytest.raises(StoreError) as caught:
+        PostgresStore("postgresql://postgres@alepha-no-such-host.invalid:5432/test")
+
+    message = str(caught.value)
+    assert "alepha-no-such-host.invalid:5432/test" in message
+    assert "check the host name in the URL" in message
+    assert "restarted" not in message
+
+
 def test_wrong_credentials_are_a_store_error_naming_the_user() -> None:
     admin_connection().close()  # skip when the server itself is absent
     url = "postgresql://alepha_nobody@127.0.0.1:5432/test"

@@ -70,11 +70,19 @@ def test_a_queue_url_that_is_not_redis_is_refused_before_anything_is_written(
 def test_malformed_queue_options_are_refused(
     tmp_path: Path, query: str, named: str
 ) -> None:
+    _refused(tmp_path, f"redis://127.0.0.1:6379/0?{query}", named)
+
+
+def test_a_queue_database_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
+    _refused(tmp_path, "redis://127.0.0.1:6379/jobs?prefix=x", "'jobs' is not a number")
+
+
+def _refused(tmp_path: Path, url: str, named: str) -> None:
     database = tmp_path / "jobs.db"
     with pytest.raises(ConfigurationError, match=named):
         Jobs(
             f"sqlite:///{database}",
-            queue=f"redis://127.0.0.1:6379/0?{query}",
+            queue=url,
             config=JobsConfig(**QUIET),
         )
     assert not database.exists()

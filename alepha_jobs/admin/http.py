@@ -120,7 +120,7 @@ def admin_blueprint(
 
     @blueprint.post("/<name>/trigger")
     def trigger(name: str) -> Any:
-        body = request.get_json(silent=True) or {}
+        body = _json_object() if request.get_data() else {}
         admin().trigger(name, body.get("payload"), ACTOR)
         return jsonify({"ok": True})
 
@@ -166,6 +166,19 @@ def _query() -> dict[str, Any]:
         if name in args:
             query[name] = _integer(args[name], name)
     return query
+
+
+def _json_object() -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    :raises InvalidArgumentError: the body is not JSON, or not an object.
+    """
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise InvalidArgumentError(
+            'body must be a JSON object such as {"payload": {"user_id": 1}}'
+        )
+    return body
 
 
 def _integer(text: str, name: str) -> int:

@@ -17,7 +17,7 @@ import click
 from ..app import Jobs
 from ..cron.expression import CronExpression
 from . import output
-from .errors import handled
+from .errors import CliError, handled
 from .loading import current_jobs
 
 COMMAND_KEY = "alepha_jobs.command"
@@ -200,10 +200,24 @@ def export_command(
     if as_json:
         output.emit_json({"units": units, "skipped": skipped})
     elif output_dir is not None:
+        _write_units(output_dir, units)
+    else:
+        for file_name, content in units.items():
+            click.echo(f"# ---- {file_name} ----\n{content}")
+
+
+def _write_units(output_dir: Path, units: dict[str, str]) -> None:
+    """Write each unit file into ``output_dir`` (created if missing).
+
+    :raises CliError: the directory or a file cannot be written.
+    """
+    try:
         os.makedirs(output_dir, exist_ok=True)
         for file_name, content in units.items():
             (output_dir / file_name).write_text(content)
             click.echo(str(output_dir / file_name))
-    else:
-        for file_name, content in units.items():
-            click.echo(f"# ---- {file_name} ----\n{content}")
+    except OSError as error:
+        raise CliError(
+            f"cannot write the unit files to {str(output_dir)!r}: "
+            f"{error.strerror or error}; pick a writable --output-dir"
+        ) from None

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from ..app import Jobs
-from .errors import BAD_INPUT, CliError
+from ..errors import JobsError
+from .errors import BAD_INPUT, CliError, exit_code
 
 ENV_APP = "ALEPHA_JOBS_APP"
 LOADER_KEY = "alepha_jobs.loader"
@@ -37,10 +38,11 @@ def load_jobs(path: str | None) -> Jobs:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except Exception as error:  # any import-time failure of user code
+    except (Exception, SystemExit) as error:  # any import-time failure of user code
         raise CliError(
             f"cannot import {module_name!r} from --app {path!r}: "
-            f"{type(error).__name__}: {error}"
+            f"{type(error).__name__}: {error}",
+            _code(error),
         ) from None
     return _as_jobs(path, _attribute(module, attribute, path))
 
@@ -65,12 +67,23 @@ def _as_jobs(path: str, value: Any) -> Jobs:
             made = value()
         except TypeError:
             made = None
+        except (Exception, SystemExit) as error:  # the factory's own failure
+            raise CliError(
+                f"{path!r} raised {type(error).__name__}: {error}", _code(error)
+            ) from None
         if isinstance(made, Jobs):
             return made
     raise CliError(
         f"{path!r} is a {type(value).__name__}, not an alepha_jobs.Jobs; point "
         "--app at the object `Jobs(...)` returned"
     )
+
+
+def _code(error: BaseException) -> int:
+    """Exit code for an app that failed to load: a store or queue that cannot
+    be reached is a failure (1), like every other command; the rest is bad
+    input (2)."""
+    return exit_code(error) if isinstance(error, JobsError) else BAD_INPUT
 
 
 def set_loader(ctx: click.Context, loader: Callable[[], Jobs]) -> None:

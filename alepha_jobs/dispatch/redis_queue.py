@@ -145,6 +145,12 @@ class QueueURL:
             raise ConfigurationError(
                 f"queue={shown!r}: the port is not a number"
             ) from (None)
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ConfigurationError(
+                f"queue={shown!r}: the database {database!r} is not a number; "
+                "use redis://host:6379/0"
+            )
         self.redis_url = urlunsplit(parts._replace(query=urlencode(query)))
 
     @property

@@ -828,6 +828,8 @@ def _explain(error: BaseException, lost: bool, pool_timeout: float) -> str:
         hint = "create the database or fix its name in the URL"
     elif "timeout expired" in lower or "timed out" in lower:
         hint = f"the server did not answer within {CONNECT_TIMEOUT} s"
+    elif "failed to resolve host" in lower or "could not translate host" in lower:
+        hint = "check the host name in the URL"
     elif "nul" in lower and "0x00" in lower:
         hint = "Postgres text cannot hold U+0000; remove it from the value"
     elif lost:
