@@ -113,6 +113,19 @@ def test_executions_filters_and_pages(jobs: Jobs) -> None:
     assert (sized["total_elements"], len(sized["content"]), sized["page"]) == (3, 1, 2)
 
 
+def test_the_page_footer_names_the_page_option_counted_from_0(jobs: Jobs) -> None:
+    for _ in range(3):
+        row(jobs, "ok")
+
+    first = invoke("executions", "--size", "2")
+    last = invoke("executions", "--size", "2", "--page", "1")
+
+    assert first.stderr.strip() == (
+        "page 1 of 2 (--page 0), 2 of 3 executions; next: --page 1"
+    )
+    assert last.stderr.strip() == "page 2 of 2 (--page 1), 1 of 3 executions"
+
+
 def test_executions_bad_input(jobs: Jobs) -> None:
     one_line_error(invoke("executions", "nope.nope"), 2, "nope.nope")
     one_line_error(invoke("executions", "--from", "yesterday"), 2, "ISO-8601")

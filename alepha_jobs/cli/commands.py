@@ -117,7 +117,13 @@ def _execution_row(row: Execution) -> list[str]:
     type=click.Choice(list(SORTS)),
     help="Order; a leading - means descending.",
 )
-@click.option("--page", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--page",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Page number, counted from 0.",
+)
 @click.option(
     "--size",
     default=DEFAULT_PAGE_SIZE,
@@ -176,9 +182,15 @@ def executions_command(
         [_execution_row(row) for row in result.content],
     )
     shown = len(result.content)
+    following = (
+        f"; next: --page {result.page + 1}"
+        if result.page + 1 < result.total_pages
+        else ""
+    )
     click.echo(
-        f"page {result.page + 1} of {max(result.total_pages, 1)}, "
-        f"{shown} of {result.total_elements} executions",
+        f"page {result.page + 1} of {max(result.total_pages, 1)} "
+        f"(--page {result.page}), {shown} of {result.total_elements} "
+        f"executions{following}",
         err=True,
     )
 
