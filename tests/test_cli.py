@@ -270,6 +270,12 @@ def test_cron_next_bad_expression() -> None:
     )
 
 
+def test_cron_next_caps_the_count() -> None:
+    result = CliRunner().invoke(cli, ["cron-next", "* * * * * *", "-n", "1000000"])
+
+    assert result.exit_code == 2 and "1<=x<=1000" in result.stderr
+
+
 def test_run_cron_runs_an_instant_once(jobs: Jobs, tmp_path: Path) -> None:
     at = "2030-03-01T12:00:00Z"
 

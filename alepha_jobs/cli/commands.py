@@ -301,7 +301,7 @@ def trigger_command(name: str, payload: str | None, as_json: bool) -> None:
 @click.command("cron-next")
 @click.argument("expression")
 @click.option("--tz", "zone", default="UTC", show_default=True, help="IANA zone.")
-@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(1))
+@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(1, 1000))
 @output.json_option
 @handled
 def cron_next_command(expression: str, zone: str, count: int, as_json: bool) -> None:
