@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -51,10 +52,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     parser.add_argument("--root", type=Path, default=stdlib)
     parser.add_argument("--db", type=Path, default=Path("quickstart.db"))
-    parser.add_argument("--fail-rate", type=float, default=0.02)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=0, help="index at most N files")
+    parser.add_argument("--fail-rate", type=fraction, default=0.02)
+    parser.add_argument("--workers", type=counted(1), default=4)
+    parser.add_argument(
+        "--limit", type=counted(0), default=0, help="index at most N files"
+    )
     return parser.parse_args(argv)
+
+
+def fraction(text: str) -> float:
+    """A probability from 0 to 1 (``--fail-rate``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
+def counted(minimum: int) -> Callable[[str], int]:
+    """A whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number of at least {minimum}"
+            )
+        return value
+
+    return parse
 
 
 def build(args: argparse.Namespace) -> tuple[Jobs, object]:
@@ -115,13 +146,16 @@ def live_rows(db: sqlite3.Connection) -> int:
     return db.execute(query, ("pending", "scheduled", "running")).fetchone()[0]
 
 
-def show_progress(db: sqlite3.Connection, total: int, started: float) -> None:
+def show_progress(
+    db: sqlite3.Connection, total: int, started: float, before: int
+) -> None:
+    """Print progress until nothing is queued; the rate counts this run's files."""
     tty = sys.stdout.isatty()
     pause = threading.Event()
     while True:
         indexed = indexed_count(db)
         live = live_rows(db)
-        rate = indexed / max(time.monotonic() - started, 1e-9)
+        rate = (indexed - before) / max(time.monotonic() - started, 1e-9)
         line = f"indexed {indexed}/{total} files, {live} queued or running, "
         line += f"{rate:.0f}/s"
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
@@ -174,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     with jobs:
         for path in todo:  # a keyed push: a file still queued from a killed run is
             index_file.push({"path": path}, key=path)  # not queued twice
-        show_progress(db, total, started)
+        show_progress(db, total, started, before)
     print(summary(db, total, time.monotonic() - started, len(todo), before))
     return 0
 

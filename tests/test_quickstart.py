@@ -80,3 +80,16 @@ def test_sigkill_half_way_then_restart_finishes_without_loss(tmp_path: Path) -> 
     # Only runs in flight at the kill may run twice (at-least-once).
     assert redone <= WORKERS
     assert f"pushed this run {LIMIT - accounted}" in output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--workers", "0"), ("--fail-rate", "2"), ("--fail-rate", "x"), ("--limit", "-1")],
+)
+def test_bad_options_are_a_usage_error(tmp_path: Path, option: str, value: str) -> None:
+    process = run(tmp_path / "jobs.db", option, value)
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 2
+    assert option in output and "Traceback" not in output
+    assert not (tmp_path / "jobs.db").exists()
