@@ -827,6 +827,19 @@ def test_a_connection_of_the_other_driver_is_refused(
     assert count_rows(jobs) == 0
 
 
+def test_a_closed_connection_is_refused(make_jobs: MakeJobs, tmp_path: Any) -> None:
+    jobs = make_jobs()
+    work = _register(jobs, [], threading.Event())
+    closed = (
+        sqlite3.connect(tmp_path / "jobs.db") if is_sqlite(jobs) else admin_connection()
+    )
+    closed.close()
+
+    with pytest.raises(InvalidArgumentError, match="got a closed one"):
+        work.push({"n": 1}, connection=closed)
+    assert count_rows(jobs) == 0
+
+
 @pytest.mark.sqlite_only
 def test_a_connection_to_another_database_is_refused(
     make_jobs: MakeJobs, tmp_path: Any

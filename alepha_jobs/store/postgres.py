@@ -376,10 +376,15 @@ class PostgresStore(Store):
 
     def insert_in(self, connection: Any, row: NewExecution) -> str:
         psycopg, sql = self._db.psycopg, self._db.sql
-        if not isinstance(connection, psycopg.Connection):
+        if not isinstance(connection, psycopg.Connection) or connection.closed:
+            given = (
+                type(connection).__name__
+                if not isinstance(connection, psycopg.Connection)
+                else "a closed one"
+            )
             raise InvalidArgumentError(
                 "connection= must be an open psycopg.Connection to the outbox "
-                f"database {self.database!r}, got {type(connection).__name__}"
+                f"database {self.database!r}, got {given}"
             )
         table = sql.Identifier(self.schema or self.current_schema, "job_executions")
         params = self._insert_params(row, clock.now())

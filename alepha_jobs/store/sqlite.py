@@ -274,10 +274,15 @@ class SqliteStore(Store):
         return winner[0], False
 
     def insert_in(self, connection: Any, row: NewExecution) -> str:
-        if not isinstance(connection, sqlite3.Connection):
+        if not isinstance(connection, sqlite3.Connection) or _closed(connection):
+            given = (
+                type(connection).__name__
+                if not isinstance(connection, sqlite3.Connection)
+                else "a closed one"
+            )
             raise InvalidArgumentError(
                 f"connection= must be an open sqlite3.Connection to {self.path}, "
-                f"got {type(connection).__name__}"
+                f"got {given}"
             )
         try:
             self._check_same_file(connection)
@@ -736,3 +741,11 @@ _TRIGGERS = {
     "manual": "triggered_by IS NOT NULL AND triggered_by <> 'system'",
     "code": "triggered_by IS NULL",
 }
+
+
+def _closed(connection: sqlite3.Connection) -> bool:
+    """Whether ``close()`` was called on ``connection``."""
+    try:
+        return connection.total_changes < 0  # raises once closed
+    except sqlite3.ProgrammingError:
+        return True
