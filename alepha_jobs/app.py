@@ -536,8 +536,8 @@ class Jobs:
         )
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop claiming, wait up to ``timeout`` (default ``drain_timeout``) for
-        runs in flight, then abort the rest. Return whether everything settled.
+        """Stop claiming, wait for runs in flight, then abort the rest; all within
+        ``timeout`` (default ``drain_timeout``). Return whether everything settled.
 
         Queued executions stay ``pending`` for another process or the next start.
         """
@@ -553,12 +553,14 @@ class Jobs:
         limit = (
             self.config.drain_timeout.total_seconds() if timeout is None else timeout
         )
+        # The abort grace comes out of the limit, so stop() keeps to drain_timeout.
+        grace = min(ABORT_GRACE, limit / 4)
         self.dispatcher.stop(0)  # drops the FIFO; running workers finish their run
-        settled = self._wait(lambda: self._in_flight == 0, limit)
+        settled = self._wait(lambda: self._in_flight == 0, limit - grace)
         if not settled:
             self._abort_all()
             # Cooperative runs end now; the others are left to the sweep.
-            self._wait(lambda: self._in_flight == 0, ABORT_GRACE)
+            self._wait(lambda: self._in_flight == 0, grace)
         self.dispatcher.stop(5.0 if self._in_flight == 0 else 0)
         self.timekeeper.stop()
         with self._state:
