@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from . import clock, payloads, pushing
+from . import delivery, lifecycle, payloads, pushing
 from . import sweep as _sweep
 from . import trim as _trim
 from .config import JobsConfig
 from .context import AbortSignal, RescheduleIntent
-from .cron.catch_up import catch_up
 from .cron.expression import CronExpression
 from .cron.runner import CronRunner
 from .cron.scheduler import Scheduler
@@ -32,7 +30,6 @@ from .dispatch.timers import Timekeeper, Timer
 from .durations import DurationLike
 from .errors import (
     ConfigurationError,
-    DelayNotSupported,
     InvalidCronExpression,
     JobNotFoundError,
     JobUsageError,
@@ -50,8 +47,6 @@ from .store.sqlite import SqliteStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///alepha_jobs.db"
-PROMOTION_CEILING = timedelta(hours=24)
-ABORT_GRACE = 0.5  # seconds aborted runs get to finish before stop() returns
 
 
 def open_store(url: str) -> Store:
@@ -71,13 +66,6 @@ def open_store(url: str) -> Store:
         f"unsupported database URL scheme {scheme!r} in {url!r}; this version "
         "supports sqlite:///path/to/file.db and postgresql://user@host/database"
     )
-
-
-def _ignoring_instant(task: Callable[[], Any]) -> Callable[..., None]:
-    def run(*, instant: datetime | None = None) -> None:
-        task()
-
-    return run
 
 
 def _config_cron(name: str, expression: str) -> CronExpression:
@@ -403,76 +391,26 @@ class Jobs:
 
     def dispatch_safe(self, job_name: str, execution_id: str) -> None:
         """Dispatch now, logging instead of raising (the row is the truth)."""
-        if self._stopping:
-            return
-        try:
-            self.dispatcher.dispatch(job_name, execution_id)
-        except Exception:
-            logger.warning(
-                "dispatch of %s failed; the sweep will deliver it",
-                execution_id,
-                exc_info=True,
-                extra={"event": "dispatch.failed", "job": job_name},
-            )
+        delivery.dispatch_safe(self, job_name, execution_id)
 
     def dispatch_at(self, job_name: str, execution_id: str, when: datetime) -> None:
         """A delayed dispatch; a transport that declines falls back to a timer."""
-        if self._stopping:
-            return
-        delay = (when - clock.now()).total_seconds()
-        if delay <= 0:
-            self.dispatch_safe(job_name, execution_id)
-            return
-        try:
-            self.dispatcher.dispatch(job_name, execution_id, delay)
-        except DelayNotSupported:
-            logger.debug("delay declined for %s; local timer instead", execution_id)
-            self.schedule_local_promotion(job_name, execution_id, delay)
-        except Exception:
-            logger.warning(
-                "delayed dispatch of %s failed; the sweep will deliver it",
-                execution_id,
-                exc_info=True,
-                extra={"event": "dispatch.failed", "job": job_name},
-            )
+        delivery.dispatch_at(self, job_name, execution_id, when)
 
     def schedule_local_promotion(
         self, job_name: str, execution_id: str, delay_seconds: float
     ) -> None:
         """Arm a timer that promotes the row when due (SPEC §4.2); beyond 24 h the
         sweep delivers it instead."""
-        delay = timedelta(seconds=max(0.0, delay_seconds))
-        if delay > PROMOTION_CEILING or not self._started or self._stopping:
-            return
-        timer = self.timekeeper.call_at(
-            clock.now() + delay,
-            lambda: self.dispatch_scheduled(job_name, execution_id),
-            tag="promotion",
-        )
-        with self._state:
-            self._promotions[execution_id] = timer
+        delivery.schedule_local_promotion(self, job_name, execution_id, delay_seconds)
 
     def forget_promotion(self, execution_id: str) -> None:
         """Disarm the local timer of a row that left ``scheduled`` (a cancel)."""
-        with self._state:
-            timer = self._promotions.pop(execution_id, None)
-        if timer is not None:
-            timer.cancel()
+        delivery.forget_promotion(self, execution_id)
 
     def dispatch_scheduled(self, job_name: str, execution_id: str) -> None:
         """Promote a due ``scheduled`` row (T6) and dispatch it; re-arm if early."""
-        with self._state:
-            self._promotions.pop(execution_id, None)
-        if self._stopping:
-            return
-        if self.store.promote(execution_id, clock.now(), due_only=True):
-            self.dispatch_safe(job_name, execution_id)
-            return
-        row = self.store.get(execution_id)
-        if row is None or row.status != "scheduled" or row.scheduled_at is None:
-            return
-        remaining = (row.scheduled_at - clock.now()).total_seconds()
-        self.schedule_local_promotion(job_name, execution_id, max(remaining, 0.001))
+        delivery.dispatch_scheduled(self, job_name, execution_id)
 
     # lifecycle
 
@@ -485,55 +423,8 @@ class Jobs:
         :param schedule: fire cron jobs and the periodic sweep and trim here;
             ``False`` makes a consumer only (``alepha-jobs worker``).
         """
-        with self._state:
-            if self._started:
-                return self
-            self._started, self._stopping = True, False
-        try:
-            self.dispatcher.start(consume)
-        except BaseException:
-            with self._state:
-                self._started = False
-            raise
-        if schedule:
-            self._scheduler = self._build_scheduler()
-            self._scheduler.start()
-        if consume and isinstance(self.dispatcher, DirectDispatcher):
-            self._pickup = Pickup(self, self.dispatcher)
-            self._pickup.start()
-        self._log_modes()
-        self.sweep()
-        if schedule:
-            catch_up(self)
-        atexit.register(self._stop_at_exit)
+        lifecycle.start(self, consume, schedule)
         return self
-
-    def _build_scheduler(self) -> Scheduler:
-        scheduler = Scheduler()
-        tasks = {"system.jobs.sweep": self.sweep, "system.jobs.trim": self.trim}
-        for name, expression in self._housekeeping.items():
-            scheduler.add(name, expression, _ignoring_instant(tasks[name]))
-        for definition in self._definitions.values():
-            if definition.cron is not None:
-                scheduler.add(
-                    definition.name,
-                    definition.cron,
-                    self.cron.scheduled,
-                    definition.name,
-                )
-        return scheduler
-
-    def _log_modes(self) -> None:
-        modes = {name: self.effective_mode(name) for name in self._definitions}
-        counts = {
-            mode: list(modes.values()).count(mode) for mode in set(modes.values())
-        }
-        logger.info(
-            "alepha_jobs started on %s: %s",
-            self.store.url,
-            ", ".join(f"{n} {m}" for m, n in sorted(counts.items())) or "no jobs",
-            extra={"event": "runtime.started", "modes": modes},
-        )
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop claiming, wait for runs in flight, then abort the rest; all within
@@ -541,78 +432,15 @@ class Jobs:
 
         Queued executions stay ``pending`` for another process or the next start.
         """
-        with self._state:
-            if not self._started:
-                return True
-            self._stopping = True
-        if self._scheduler is not None:
-            self._scheduler.stop()
-        if self._pickup is not None:
-            self._pickup.stop()
-            self._pickup = None
-        limit = (
-            self.config.drain_timeout.total_seconds() if timeout is None else timeout
-        )
-        # The abort grace comes out of the limit, so stop() keeps to drain_timeout.
-        grace = min(ABORT_GRACE, limit / 4)
-        self.dispatcher.stop(0)  # drops the FIFO; running workers finish their run
-        settled = self._wait(lambda: self._in_flight == 0, limit - grace)
-        if not settled:
-            self._abort_all()
-            # Cooperative runs end now; the others are left to the sweep.
-            self._wait(lambda: self._in_flight == 0, grace)
-        self.dispatcher.stop(5.0 if self._in_flight == 0 else 0)
-        self.timekeeper.stop()
-        with self._state:
-            self._promotions.clear()
-        self.lease.stop()
-        with self._state:
-            self._started = False
-            self._scheduler = None
-        atexit.unregister(self._stop_at_exit)
-        logger.info("alepha_jobs stopped", extra={"event": "runtime.stopped"})
-        return settled
+        return lifecycle.stop(self, timeout)
 
     def _stop_at_exit(self) -> None:
         self.stop()
 
-    def _abort_all(self) -> None:
-        running = list(self.signals.items())
-        logger.warning(
-            "drain timeout: aborting %d running executions; their leases will "
-            "expire and another process's sweep recovers them",
-            len(running),
-            extra={"event": "runtime.aborted", "ids": [i for i, _ in running]},
-        )
-        for _, signal in running:
-            signal.abort("shutdown")
-
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until this process has nothing queued, running or waiting on a
         local timer; return ``False`` if ``timeout`` seconds passed first."""
-
-        def idle() -> bool:
-            return (
-                self._in_flight == 0
-                and self.dispatcher.backlog == 0
-                and self.timekeeper.armed("promotion") == 0
-            )
-
-        return self._wait(idle, timeout)
-
-    def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
-        # Counted waits rather than monotonic deadlines: frozen clocks in tests
-        # must not stop a drain from timing out.
-        step = 0.01
-        remaining = None if timeout is None else max(0, int(timeout / step))
-        with self._state:
-            while not done():
-                if remaining is not None:
-                    if remaining <= 0:
-                        return False
-                    remaining -= 1
-                self._state.wait(step)
-        return True
+        return lifecycle.drain(self, timeout)
 
     def __enter__(self) -> Jobs:
         return self.start()
