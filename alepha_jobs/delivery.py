@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .app import Jobs
 
 # The runtime's logger, so that these events keep the name they always had.
-logger = logging.getLogger("alepha_jobs.app")
+logger = logging.getLogger(__name__)
 
 PROMOTION_CEILING = timedelta(hours=24)
 

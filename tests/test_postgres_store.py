@@ -832,7 +832,7 @@ def test_the_schema_has_both_tables_and_the_indexes_of_spec_3_2(
 def test_reopening_a_current_schema_does_not_migrate_again(
     url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    logger = "alepha_jobs.store.postgres"
+    logger = "alepha_jobs.store"
     with caplog.at_level(logging.INFO, logger=logger):
         PostgresStore(url).close()
         PostgresStore(url).close()
@@ -1062,7 +1062,7 @@ def test_a_statement_whose_connection_dies_runs_again_on_a_fresh_one(
             connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
         return int(connection.execute("SELECT 42").fetchone()[0])
 
-    with caplog.at_level(logging.WARNING, logger="alepha_jobs.store.postgres"):
+    with caplog.at_level(logging.WARNING, logger="alepha_jobs.store"):
         assert store.run(work) == 42
 
     assert attempts == [False, True]

@@ -36,7 +36,7 @@ from ..errors import ConfigurationError, SchemaVersionError, StoreError
 from .postgres_queries import MIGRATIONS, index_statements
 
 # The store's logger, so that its events keep the name they always had.
-logger = logging.getLogger("alepha_jobs.store.postgres")
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT = 5  # seconds, for the first connection and the pool's opening
