@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from ..app import Jobs
+from ..cron._fields import ALIASES, MONTHS, WEEKDAYS
 from ..cron.expression import CronExpression
 from . import output
 from .errors import CliError, handled
@@ -22,20 +23,6 @@ from .loading import current_jobs
 
 COMMAND_KEY = "alepha_jobs.command"
 CRONTAB_INSTANT = '"$(date -u +\\%Y-\\%m-\\%dT\\%H:\\%M:00Z)"'
-MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-MONTHS = [
-    "jan", "feb", "mar", "apr", "may", "jun",
-    "jul", "aug", "sep", "oct", "nov", "dec",
-]  # fmt: skip
-DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 SYSTEMD_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
 
@@ -54,11 +41,13 @@ def schedules(jobs: Jobs) -> list[tuple[str, CronExpression]]:
 
 def _fields(expression: CronExpression) -> list[str]:
     text = expression.expression.strip().lower()
-    parts = MACROS.get(text, text).split()
+    parts = ALIASES.get(text, text).split()
     return parts if len(parts) == 6 else ["0", *parts]
 
 
-def _values(field: str, low: int, high: int, names: list[str] | None) -> list[int]:
+def _values(
+    field: str, low: int, high: int, names: tuple[str, ...] | None
+) -> list[int]:
     """Expand one cron field into its values; ``[]`` means every value."""
     if field in ("*", "?"):
         return []
@@ -81,7 +70,7 @@ def _values(field: str, low: int, high: int, names: list[str] | None) -> list[in
 
 
 def _days(field: str) -> list[int]:
-    values = _values(field, 0, 7, DAYS)
+    values = _values(field, 0, 7, WEEKDAYS)
     return sorted({v % 7 for v in values})
 
 

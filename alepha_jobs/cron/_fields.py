@@ -17,7 +17,7 @@ from ..errors import InvalidCronExpression
 #: How far ahead a search for the next fire time looks: one Gregorian cycle.
 SEARCH_YEARS = 400
 
-_ALIASES = {
+ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -26,7 +26,7 @@ _ALIASES = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_MONTHS = (
+MONTHS = (
     "jan",
     "feb",
     "mar",
@@ -40,7 +40,7 @@ _MONTHS = (
     "nov",
     "dec",
 )
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FIELD_LIST = "minute hour day-of-month month day-of-week"
 _NEAREST = re.compile(r"(\d+)w")
 
@@ -61,8 +61,8 @@ _SECOND = _Bounds("second", 0, 59)
 _MINUTE = _Bounds("minute", 0, 59)
 _HOUR = _Bounds("hour", 0, 23)
 _DAY = _Bounds("day-of-month", 1, 31)
-_MONTH = _Bounds("month", 1, 12, {n: i + 1 for i, n in enumerate(_MONTHS)})
-_WEEKDAY = _Bounds("day-of-week", 0, 7, {n: i for i, n in enumerate(_WEEKDAYS)})
+_MONTH = _Bounds("month", 1, 12, {n: i + 1 for i, n in enumerate(MONTHS)})
+_WEEKDAY = _Bounds("day-of-week", 0, 7, {n: i for i, n in enumerate(WEEKDAYS)})
 
 
 @dataclass(frozen=True)
@@ -232,9 +232,9 @@ def _parse_text(text: str) -> CronFields:
 
 
 def _expand_alias(text: str) -> str:
-    expansion = _ALIASES.get(text.lower())
+    expansion = ALIASES.get(text.lower())
     if expansion is None:
-        known = ", ".join(_ALIASES)
+        known = ", ".join(ALIASES)
         raise _FieldError(f"unknown alias '{text}'; the aliases are {known}")
     return expansion
 
