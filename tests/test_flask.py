@@ -377,7 +377,10 @@ def test_admin_actions(admin_app: Flask, tmp_path: Path) -> None:
     assert new is not None and new.triggered_by == "admin-api"
     assert again.status_code == 409
     assert cancelled.get_json() == {"ok": True}
-    assert jobs_of(admin_app).get_execution(pending).status == "cancelled"  # type: ignore[union-attr]
+    assert (
+        jobs_of(admin_app).get_execution(pending).status  # type: ignore[union-attr]
+        == "cancelled"
+    )
     assert (triggered.status_code, len(log_lines(tmp_path))) == (200, 1)
     assert pushed.status_code == 200
     assert (unknown.status_code, bad.status_code) == (404, 400)
