@@ -17,6 +17,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,6 +231,62 @@ def alepha_runtime(
 
     jobs.job("bench.noop", schema=Small, description="benchmark job")(noop)
     return jobs, jobs.registry["bench.noop"]
+
+
+def timed_pushes(runtime: tuple[Any, Any], count: int) -> float:
+    """Push ``count`` payloads one at a time through ``runtime`` (an
+    :func:`alepha_runtime`, closed afterwards); pushes per second."""
+    jobs, noop = runtime
+    try:
+        began = time.perf_counter()
+        for n in range(count):
+            noop.push({"n": n})
+        return count / (time.perf_counter() - began)
+    finally:
+        jobs.close()
+
+
+def timed_drain(runtime: tuple[Any, Any], count: int) -> float:
+    """Start ``runtime`` (an :func:`alepha_runtime`, closed afterwards), then time
+    ``push_many`` of ``count`` payloads until ``drain()`` returns; jobs per second.
+    """
+    jobs, noop = runtime
+    jobs.start()
+    try:
+        # a few runs first, so the runtime knows the handler is quick
+        noop.push_many([{"n": n} for n in range(20)])
+        jobs.drain(timeout=60)
+        items = [{"n": n} for n in range(count)]
+        began = time.perf_counter()
+        noop.push_many(items)
+        if not jobs.drain(timeout=600):
+            raise RuntimeError("alepha_jobs did not drain within 600 s")
+        return count / (time.perf_counter() - began)
+    finally:
+        jobs.close()
+
+
+def sqlite_targets(
+    ours: str,
+    huey: str,
+    raw: tuple[str, str],
+    huey_at_least: float,
+    raw_at_least: float,
+) -> list[Target]:
+    """``ours`` against huey's ``huey`` (its default and both NORMAL) and against
+    the raw figure at each sync level; ``raw`` is its (label, case) pair."""
+    raw_label, raw_case = raw
+    return [
+        Target(f"{ours} / {huey} (default)", f"{ours} NORMAL",
+               f"{huey} default (FULL)", at_least=huey_at_least),
+        Target(f"{ours} / {huey}, both NORMAL", f"{ours} NORMAL",
+               f"{huey} NORMAL", at_least=huey_at_least),
+        *(
+            Target(f"{ours} / {raw_label}, {sync}", f"{ours} {sync}",
+                   f"{raw_case} {sync}", at_least=raw_at_least)
+            for sync in SYNC_LEVELS
+        ),
+    ]  # fmt: skip
 
 
 def sqlite_url(path: Path, sync: str = "NORMAL") -> str:

@@ -26,7 +26,9 @@ from _common import (
     parse_args,
     peer,
     scratch,
+    sqlite_targets,
     sqlite_url,
+    timed_drain,
 )
 from bench_push import huey_app
 
@@ -37,26 +39,14 @@ BATCH = 16
 
 
 def alepha_drain(path: Path, count: int, sync: str, batch_size: int = 1) -> float:
-    jobs, noop = alepha_runtime(
+    runtime = alepha_runtime(
         sqlite_url(path, sync), workers=WORKERS, batch_size=batch_size
     )
-    jobs.start()
-    try:
-        # a few runs first, so the runtime knows the handler is quick
-        noop.push_many([{"n": n} for n in range(20)])
-        jobs.drain(timeout=60)
-        items = [{"n": n} for n in range(count)]
-        began = time.perf_counter()
-        noop.push_many(items)
-        if not jobs.drain(timeout=600):
-            raise RuntimeError("alepha_jobs did not drain within 600 s")
-        elapsed = time.perf_counter() - began
-    finally:
-        jobs.close()
+    rate = timed_drain(runtime, count)
     left = _count_live(path)
     if left:
         raise RuntimeError(f"{left} rows still live after drain")
-    return count / elapsed
+    return rate
 
 
 def _count_live(path: Path) -> int:
@@ -230,14 +220,8 @@ def main(argv: list[str] | None = None) -> Report:
                 lambda: huey_drain(huey, db("huey"), count, None),
             )
     report.target(
-        Target("drain / huey drain (default)", "drain NORMAL",
-               "huey drain default (FULL)", at_least=8),
-        Target("drain / huey drain, both NORMAL", "drain NORMAL",
-               "huey drain NORMAL", at_least=8),
-        Target("drain / raw 3 commits, NORMAL", "drain NORMAL",
-               "raw 3 commits/job NORMAL", at_least=1),
-        Target("drain / raw 3 commits, FULL", "drain FULL",
-               "raw 3 commits/job FULL", at_least=1),
+        *sqlite_targets("drain", "huey drain", ("raw 3 commits", "raw 3 commits/job"),
+                        huey_at_least=8, raw_at_least=1),
         Target("drain / raw 3 commits on the outbox schema, NORMAL",
                "drain NORMAL", "raw 3 commits/job outbox schema NORMAL"),
         Target("raw outbox schema / raw one-table, NORMAL",

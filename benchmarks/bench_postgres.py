@@ -31,6 +31,8 @@ from _common import (
     peer,
     postgres_admin,
     postgres_database,
+    timed_drain,
+    timed_pushes,
 )
 
 WORKERS = 4
@@ -38,34 +40,15 @@ logging.getLogger("procrastinate").setLevel(logging.ERROR)
 
 
 def alepha_push(url: str, count: int) -> float:
-    jobs, noop = alepha_runtime(url)
-    try:
-        began = time.perf_counter()
-        for n in range(count):
-            noop.push({"n": n})
-        return count / (time.perf_counter() - began)
-    finally:
-        jobs.close()
+    return timed_pushes(alepha_runtime(url), count)
 
 
 BATCH = 16
 
 
 def alepha_drain(url: str, count: int, batch_size: int = 1) -> float:
-    jobs, noop = alepha_runtime(url, workers=WORKERS, batch_size=batch_size)
-    jobs.start()
-    try:
-        # a few runs first, so the runtime knows the handler is quick
-        noop.push_many([{"n": n} for n in range(20)])
-        jobs.drain(timeout=60)
-        items = [{"n": n} for n in range(count)]
-        began = time.perf_counter()
-        noop.push_many(items)
-        if not jobs.drain(timeout=600):
-            raise RuntimeError("alepha_jobs did not drain within 600 s")
-        return count / (time.perf_counter() - began)
-    finally:
-        jobs.close()
+    runtime = alepha_runtime(url, workers=WORKERS, batch_size=batch_size)
+    return timed_drain(runtime, count)
 
 
 def raw_inserts(url: str, count: int) -> float:
@@ -272,35 +255,28 @@ def main(argv: list[str] | None = None) -> Report:
                 "jobs/s",
                 lambda: alepha_drain(url, drained, BATCH),
             )
-        if procrastinate is not None:
+        peers = (
+            ("procrastinate", procrastinate, "defer",
+             procrastinate_install, procrastinate_push, procrastinate_drain),
+            ("pgqueuer", pgqueuer, "enqueue",
+             pgqueuer_install, pgqueuer_push, pgqueuer_drain),
+        )  # fmt: skip
+        for name, module, verb, install, push, drain in peers:
+            if module is None:
+                continue
             with postgres_database(admin) as url:
-                procrastinate_install(procrastinate, url)
+                install(module, url)
                 report.measure(
-                    "procrastinate defer",
-                    "procrastinate",
+                    f"{name} {verb}",
+                    name,
                     "jobs/s",
-                    lambda: procrastinate_push(procrastinate, url, pushes),
+                    lambda: push(module, url, pushes),  # noqa: B023
                 )
                 report.measure(
-                    "procrastinate drain",
-                    "procrastinate",
+                    f"{name} drain",
+                    name,
                     "jobs/s",
-                    lambda: procrastinate_drain(procrastinate, url, drained),
-                )
-        if pgqueuer is not None:
-            with postgres_database(admin) as url:
-                pgqueuer_install(pgqueuer, url)
-                report.measure(
-                    "pgqueuer enqueue",
-                    "pgqueuer",
-                    "jobs/s",
-                    lambda: pgqueuer_push(pgqueuer, url, pushes),
-                )
-                report.measure(
-                    "pgqueuer drain",
-                    "pgqueuer",
-                    "jobs/s",
-                    lambda: pgqueuer_drain(pgqueuer, url, drained),
+                    lambda: drain(module, url, drained),  # noqa: B023
                 )
     finally:
         admin.close()

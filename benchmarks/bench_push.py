@@ -23,7 +23,9 @@ from _common import (
     parse_args,
     peer,
     scratch,
+    sqlite_targets,
     sqlite_url,
+    timed_pushes,
 )
 
 
@@ -32,14 +34,8 @@ def alepha_jobs_runtime(path: Path, sync: str) -> tuple[Any, Any]:
 
 
 def alepha_push(directory: Path, count: int, sync: str, run: int) -> float:
-    jobs, noop = alepha_jobs_runtime(directory / f"push-{sync}-{run}.db", sync)
-    try:
-        began = time.perf_counter()
-        for n in range(count):
-            noop.push({"n": n})
-        return count / (time.perf_counter() - began)
-    finally:
-        jobs.close()
+    path = directory / f"push-{sync}-{run}.db"
+    return timed_pushes(alepha_jobs_runtime(path, sync), count)
 
 
 def alepha_push_many(directory: Path, count: int, sync: str, run: int) -> float:
@@ -172,14 +168,8 @@ def main(argv: list[str] | None = None) -> Report:
                 lambda: huey_enqueue(huey, directory, count, None, next(runs)),
             )
     report.target(
-        Target("push / huey enqueue (default)", "push NORMAL",
-               "huey enqueue default (FULL)", at_least=5),
-        Target("push / huey enqueue, both NORMAL", "push NORMAL",
-               "huey enqueue NORMAL", at_least=5),
-        Target("push / raw INSERT, NORMAL", "push NORMAL",
-               "raw INSERT+COMMIT NORMAL", at_least=0.3),
-        Target("push / raw INSERT, FULL", "push FULL",
-               "raw INSERT+COMMIT FULL", at_least=0.3),
+        *sqlite_targets("push", "huey enqueue", ("raw INSERT", "raw INSERT+COMMIT"),
+                        huey_at_least=5, raw_at_least=0.3),
         Target("push / raw INSERT into the outbox schema, NORMAL", "push NORMAL",
                "raw INSERT+COMMIT outbox schema NORMAL"),
         Target("raw outbox schema / raw one-table INSERT, NORMAL",
