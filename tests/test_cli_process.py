@@ -152,6 +152,20 @@ class Systemd:
         self.sock.close()
 
 
+def notifying(
+    systemd: Systemd, env: dict[str, str], *args: str
+) -> subprocess.Popen[str]:
+    """``alepha-jobs ARGS`` in a child that notifies ``systemd``, output piped."""
+    return subprocess.Popen(
+        [*command(), *args],
+        env={**env, "NOTIFY_SOCKET": systemd.path},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def status_of(jobs: Jobs, execution_id: str) -> str | None:
     found = jobs.get_execution(execution_id)
     return found.status if found else None
@@ -162,14 +176,7 @@ def test_sigterm_drains_and_leaves_the_rest_to_the_sweep(
 ) -> None:
     systemd = Systemd(tmp_path / "notify.sock")
     release = tmp_path / "release"
-    process = subprocess.Popen(
-        [*command(), "run"],
-        env={**env, "NOTIFY_SOCKET": systemd.path},
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = notifying(systemd, env, "run")
     try:
         systemd.expect("READY=1")
         long = jobs.push("tests.sleep", {"seconds": 60})
@@ -217,14 +224,7 @@ def test_worker_process_consumes_and_stops_on_sigterm(
     env: dict[str, str], jobs: Jobs, tmp_path: Path
 ) -> None:
     systemd = Systemd(tmp_path / "notify.sock")
-    process = subprocess.Popen(
-        [*command(), "worker", "--json"],
-        env={**env, "NOTIFY_SOCKET": systemd.path},
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = notifying(systemd, env, "worker", "--json")
     try:
         systemd.expect("READY=1")
         jobs.push("tests.echo", {"text": "from the worker"})
