@@ -4,7 +4,7 @@ run, an outage longer than the pool waits, and password authentication.
 The server is a private throwaway one (tests/postgres_cluster.py), never the shared
 test server, which others use at the same time and which trusts every local user.
 ``pg_terminate_backend`` of the library's backends is covered in
-tests/test_postgres_store.py; here the whole server goes away and comes back.
+tests/test_postgres_connection.py; here the whole server goes away and comes back.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from .conftest import NEVER, MakeJobs
 PROCESSES = 6
 ROWS_PER_PROCESS = 50
 
-# The Postgres schema has its own tests in test_postgres_store.py.
+# The Postgres schema has its own tests in test_postgres_connection.py.
 pytestmark = pytest.mark.sqlite_only
 
 

@@ -1,0 +1,470 @@
+"""The Postgres outbox against a real server (issue 4): migrations, bad input,
+the Postgres-only refusals of transactional push (DESIGN §8.7) and connection
+loss. Each test works in a schema of its own, dropped afterwards; the tests skip
+when the server is unreachable (fail with ALEPHA_JOBS_REQUIRE_SERVICES=1).
+The guarded transitions of SPEC §3.4 are in test_postgres_store.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from alepha_jobs import (
+    ConfigurationError,
+    InvalidArgumentError,
+    JobContext,
+    Jobs,
+    JobsConfig,
+    PayloadError,
+    Retention,
+    Rule,
+    SchemaVersionError,
+    StoreError,
+    clock,
+)
+from alepha_jobs.store.postgres import PostgresStore
+
+from . import postgres_store_support as pg
+from .conftest import NEVER, wait_until
+from .postgres_service import SERVER, admin_connection, fresh_schema, url_for
+from .postgres_store_support import (
+    JOB,
+    PROCESSES,
+    ROWS_PER_PROCESS,
+    MakeJobs,
+    Work,
+    new_row,
+    pending,
+    register,
+    status,
+    terminate,
+)
+
+# the shared fixtures, registered by pytest under these names
+admin, make_pg_jobs, schema, store, url = (
+    pg.admin,
+    pg.make_pg_jobs,
+    pg.schema,
+    pg.store,
+    pg.url,
+)
+
+
+# migrations
+
+
+def open_and_push(url: str, barrier: Barrier, worker: int) -> None:
+    """One spawned process: wait for the others, open the fresh schema, push."""
+    barrier.wait(60)
+    jobs = Jobs(url, config=JobsConfig(sweep_cron=NEVER, trim_cron=NEVER))
+    try:
+        register(jobs, [])
+        for n in range(ROWS_PER_PROCESS):
+            jobs.push(JOB, {"n": worker * 1000 + n})
+    finally:
+        jobs.close()
+
+
+@pytest.mark.slow
+def test_six_processes_opening_one_fresh_schema_at_once_all_succeed(
+    url: str, admin: Any
+) -> None:
+    """Issue 4: migrations run once under the advisory lock; every push lands."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(PROCESSES)
+    workers = [
+        spawn.Process(target=open_and_push, args=(url, barrier, worker))
+        for worker in range(PROCESSES)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+
+    assert [p.exitcode for p in workers] == [0] * PROCESSES
+    versions = admin.execute("SELECT version FROM alepha_jobs_schema").fetchall()
+    assert versions == [(1,)]
+    count = admin.execute("SELECT count(*) FROM job_executions").fetchone()
+    assert count == (PROCESSES * ROWS_PER_PROCESS,)
+
+
+def test_the_schema_has_both_tables_and_the_indexes_of_spec_3_2(
+    store: PostgresStore, admin: Any, schema: str
+) -> None:
+    tables = admin.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+        (schema,),
+    ).fetchall()
+    indexes = dict(
+        admin.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s",
+            (schema,),
+        ).fetchall()
+    )
+
+    assert {name for (name,) in tables} == {
+        "alepha_jobs_schema",
+        "job_executions",
+        "job_locks",
+    }
+    assert "UNIQUE INDEX uq_je_job_key" in indexes["uq_je_job_key"]
+    assert "(job_name, key)" in indexes["uq_je_job_key"]
+    assert "(status, scheduled_at)" in indexes["idx_je_status_scheduled"]
+    assert "(status, updated_at)" in indexes["idx_je_status_updated"]
+
+
+def test_reopening_a_current_schema_does_not_migrate_again(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = "alepha_jobs.store"
+    with caplog.at_level(logging.INFO, logger=logger):
+        PostgresStore(url).close()
+        PostgresStore(url).close()
+
+    migrated = [r for r in caplog.records if "migrated" in r.getMessage()]
+    assert len(migrated) == 1
+
+
+def test_a_schema_from_a_newer_version_is_refused(
+    store: PostgresStore, url: str, admin: Any
+) -> None:
+    admin.execute("INSERT INTO alepha_jobs_schema (version) VALUES (99)")
+
+    with pytest.raises(SchemaVersionError, match="version 99, newer than the 1"):
+        PostgresStore(url)
+    with pytest.raises(SchemaVersionError):
+        Jobs(url, config=JobsConfig(sweep_cron=NEVER, trim_cron=NEVER))
+
+
+# bad input
+
+
+def test_an_unreachable_server_is_a_store_error_naming_host_port_and_reason() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/test"
+
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+    with pytest.raises(StoreError) as through_jobs:
+        Jobs(url)
+
+    for error in (caught.value, through_jobs.value):
+        assert type(error) is StoreError
+        message = str(error)
+        assert message.startswith("Postgres at 127.0.0.1:1/test: Connection refused")
+        assert "accepting TCP/IP connections" in message
+        assert "\n" not in message
+
+
+def test_an_unknown_host_is_a_store_error_that_says_to_check_the_host() -> None:
+    with pytest.raises(StoreError) as caught:
+        PostgresStore("postgresql://postgres@alepha-no-such-host.invalid:5432/test")
+
+    message = str(caught.value)
+    assert "alepha-no-such-host.invalid:5432/test" in message
+    assert "check the host name in the URL" in message
+    assert "restarted" not in message
+
+
+def test_wrong_credentials_are_a_store_error_naming_the_user() -> None:
+    admin_connection().close()  # skip when the server itself is absent
+    url = "postgresql://alepha_nobody@127.0.0.1:5432/test"
+
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+
+    assert type(caught.value) is StoreError
+    assert "127.0.0.1:5432" in str(caught.value)
+    assert 'role "alepha_nobody" does not exist' in str(caught.value)
+    assert "check the user name and password" in str(caught.value)
+
+
+def test_a_missing_database_is_a_store_error_naming_it() -> None:
+    admin_connection().close()
+    with pytest.raises(StoreError, match='database "alepha_no_such_db" does not'):
+        PostgresStore("postgresql://postgres@127.0.0.1:5432/alepha_no_such_db")
+
+
+def test_without_psycopg_the_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+
+    with pytest.raises(
+        ConfigurationError, match=r"pip install 'alepha-jobs\[postgres\]'"
+    ):
+        Jobs("postgresql://postgres@127.0.0.1/test")
+
+
+def test_without_psycopg_a_sqlite_outbox_works_as_before(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The extra is optional: nothing on the SQLite path imports psycopg."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)
+    jobs = Jobs(
+        f"sqlite:///{tmp_path}/jobs.db",
+        config=JobsConfig(sweep_cron=NEVER, trim_cron=NEVER),
+    )
+    calls: list[int] = []
+    work = register(jobs, calls)
+    try:
+        jobs.start()
+        work.push({"n": 1})
+        assert jobs.drain(5)
+    finally:
+        jobs.close()
+
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p%40ss@h:5/db?schema=s", "postgresql://u:***@h:5/db?schema=s"),
+        ("postgresql://u@h/db?password=pw&x=1", "postgresql://u@h/db?password=***&x=1"),
+        ("postgres://h/db", "postgres://h/db"),
+    ],
+)
+def test_the_url_a_store_shows_never_carries_the_password(url: str, shown: str) -> None:
+    from alepha_jobs.store.postgres import masked
+
+    assert masked(url) == shown
+
+
+@pytest.mark.parametrize("size", ["0", "many"])
+def test_a_bad_pool_size_is_a_configuration_error(size: str) -> None:
+    with pytest.raises(ConfigurationError, match="pool_max_size"):
+        PostgresStore(f"postgresql://postgres@127.0.0.1:1/test?pool_max_size={size}")
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "soon", "nan", "inf"])
+def test_a_bad_pool_timeout_is_a_configuration_error(seconds: str) -> None:
+    with pytest.raises(ConfigurationError, match="pool_timeout='.*' in .* positive"):
+        PostgresStore(f"postgresql://postgres@127.0.0.1:1/test?pool_timeout={seconds}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_jobs(
+    request: pytest.FixtureRequest, tmp_path: Any
+) -> Iterator[tuple[Jobs, Callable[[], int]]]:
+    """A runtime on each store, with a count of its rows."""
+    config = JobsConfig(sweep_cron=NEVER, trim_cron=NEVER)
+    if request.param == "sqlite":
+        jobs = Jobs(f"sqlite:///{tmp_path}/jobs.db", config=config)
+
+        def count() -> int:
+            with sqlite3.connect(tmp_path / "jobs.db") as connection:
+                rows = connection.execute("SELECT count(*) FROM job_executions")
+                return int(rows.fetchone()[0])
+
+        yield jobs, count
+        jobs.close()
+        return
+    with fresh_schema() as schema:
+        jobs = Jobs(url_for(schema), config=config)
+        admin = admin_connection()
+
+        def count() -> int:
+            sql = f'SELECT count(*) FROM "{schema}".job_executions'
+            return int(admin.execute(sql).fetchone()[0])
+
+        yield jobs, count
+        admin.close()
+        jobs.close()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"n": 1, "note": "a\x00b"}, {"n": 1, "extra": {"k\x00": 1}}],
+    ids=["value", "key"],
+)
+def test_nul_in_a_payload_is_refused_alike_on_both_stores(
+    any_jobs: tuple[Jobs, Callable[[], int]], payload: dict[str, Any]
+) -> None:
+    """Issue 4: Postgres cannot store U+0000; both stores refuse it the same way."""
+
+    class Loose(BaseModel, extra="allow"):
+        n: int
+
+    jobs, count = any_jobs
+
+    @jobs.job(JOB, schema=Loose)
+    def work(ctx: JobContext[Loose]) -> None:
+        """Nothing."""
+
+    with pytest.raises(PayloadError, match=r"contains a NUL character \(U\+0000\)"):
+        work.push(payload)
+    assert count() == 0
+
+
+def test_nul_in_a_key_is_refused_alike_on_both_stores(
+    any_jobs: tuple[Jobs, Callable[[], int]],
+) -> None:
+    jobs, count = any_jobs
+    work = register(jobs, [])
+
+    with pytest.raises(InvalidArgumentError, match="NUL"):
+        work.push({"n": 1}, key="a\x00b")
+    assert count() == 0
+
+
+# transactional push (DESIGN §8.7): commit, rollback and keys are contract
+# tests in test_push.py; these are the Postgres-only refusals
+
+
+def test_a_connection_to_another_database_or_driver_is_refused(
+    make_pg_jobs: MakeJobs, tmp_path: Any
+) -> None:
+    import psycopg
+
+    jobs = make_pg_jobs()
+    work = register(jobs, [])
+    elsewhere = psycopg.connect(SERVER.rsplit("/", 1)[0] + "/postgres")
+    lite = sqlite3.connect(tmp_path / "other.db")
+    try:
+        with pytest.raises(InvalidArgumentError, match="'postgres'"):
+            work.push({"n": 1}, connection=elsewhere)
+        with pytest.raises(InvalidArgumentError, match="psycopg.Connection"):
+            work.push({"n": 1}, connection=lite)
+    finally:
+        elsewhere.close()
+        lite.close()
+    assert jobs.executions(JOB).total_elements == 0
+
+
+# connection loss
+
+
+def test_a_statement_whose_connection_dies_runs_again_on_a_fresh_one(
+    store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts: list[bool] = []
+
+    def work(connection: Any, retried: bool) -> int:
+        attempts.append(retried)
+        if not retried:
+            connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return int(connection.execute("SELECT 42").fetchone()[0])
+
+    with caplog.at_level(logging.WARNING, logger="alepha_jobs.store"):
+        assert store.run(work) == 42
+
+    assert attempts == [False, True]
+    assert any(getattr(r, "event", None) == "store.reconnect" for r in caplog.records)
+
+
+def test_an_error_that_is_not_a_lost_connection_is_not_retried(
+    store: PostgresStore,
+) -> None:
+    row = new_row()
+    store.insert([row])
+
+    with pytest.raises(StoreError, match="UniqueViolation"):
+        store.insert([row])
+    assert store.get(row.id) is not None
+
+
+def lose_first_answer(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the first attempt of each call commit, then kill its connection before
+    the answer comes back: the case a retry cannot see."""
+    original = store.run
+
+    def run(work: Callable[[Any, bool], Any]) -> Any:
+        def committed_then_lost(connection: Any, retried: bool) -> Any:
+            result = work(connection, retried)
+            if not retried:
+                connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            return result
+
+        return original(committed_then_lost)
+
+    monkeypatch.setattr(store, "run", run)
+
+
+def test_an_insert_whose_commit_went_unseen_is_not_written_twice(
+    store: PostgresStore, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lose_first_answer(store, monkeypatch)
+    rows = [new_row(), new_row()]
+    keyed = new_row(key="k")
+
+    store.insert(rows)
+    assert store.insert_keyed(keyed) == (keyed.id, False)
+
+    count = admin.execute("SELECT count(*) FROM job_executions").fetchone()
+    assert count == (3,)
+
+
+def test_a_claim_whose_answer_was_lost_leaves_the_row_to_the_sweep(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented limit of the retry: the guard no longer matches, so the
+    caller sees no claim; the row is ``running`` for recover-crashed (§5.2)."""
+    execution_id = pending(store)
+    lose_first_answer(store, monkeypatch)
+
+    assert store.claim(execution_id, clock.now()) is None
+    monkeypatch.undo()
+    assert status(store, execution_id) == "running"
+    lapsed = store.running(clock.now() + timedelta(minutes=1), 10)
+    assert [row.id for row in lapsed] == [execution_id]
+
+
+def test_connections_killed_while_idle_are_replaced(
+    store: PostgresStore, schema: str
+) -> None:
+    execution_id = pending(store)
+    store.get(execution_id)
+
+    assert terminate(schema) >= 1
+    assert status(store, execution_id) == "pending"
+    assert store.claim(execution_id, clock.now()) is not None
+
+
+def test_jobs_survive_their_backends_being_killed_while_they_run(
+    make_pg_jobs: MakeJobs, schema: str, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 4: kill the library's backends four times during a run of 60 jobs;
+    each job runs exactly once, no row is lost, no thread raises."""
+    escaped: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: escaped.append(a.exc_value))
+    rounds = [threading.Event() for _ in range(4)]
+    per_round = 15
+    jobs = make_pg_jobs(pickup_delay=0.1, direct_max_concurrency=4)
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    @jobs.job(JOB, schema=Work, retention=Retention(ok=Rule(last=1000)))
+    def work(ctx: JobContext[Work]) -> None:
+        """Wait for this job's round, then record the payload."""
+        assert rounds[ctx.payload.n // per_round].wait(30)
+        with lock:
+            calls.append(ctx.payload.n)
+
+    jobs.start()
+    work.push_many([{"n": n} for n in range(4 * per_round)])
+    killed = []
+    for index, gate in enumerate(rounds):
+        gate.set()
+        killed.append(terminate(schema))
+        assert wait_until(lambda i=index: len(calls) >= (i + 1) * per_round, 30)
+    assert jobs.drain(30)
+
+    assert sorted(calls) == list(range(4 * per_round))
+    assert all(count >= 1 for count in killed)
+    rows = admin.execute(
+        "SELECT status, attempt, count(*) FROM job_executions GROUP BY 1, 2"
+    ).fetchall()
+    assert rows == [("ok", 1, 4 * per_round)]
+    assert escaped == []
