@@ -8,7 +8,6 @@ The guarded transitions of SPEC §3.4 are in test_postgres_store.py.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import sqlite3
 import sys
 import threading
@@ -50,6 +49,7 @@ from .postgres_store_support import (
     status,
     terminate,
 )
+from .spawning import run_at_once
 
 # the shared fixtures, registered by pytest under these names
 admin, make_pg_jobs, schema, store, url = (
@@ -81,18 +81,9 @@ def test_six_processes_opening_one_fresh_schema_at_once_all_succeed(
     url: str, admin: Any
 ) -> None:
     """Issue 4: migrations run once under the advisory lock; every push lands."""
-    spawn = multiprocessing.get_context("spawn")
-    barrier = spawn.Barrier(PROCESSES)
-    workers = [
-        spawn.Process(target=open_and_push, args=(url, barrier, worker))
-        for worker in range(PROCESSES)
-    ]
-    for process in workers:
-        process.start()
-    for process in workers:
-        process.join(120)
+    exit_codes = run_at_once(open_and_push, url, PROCESSES)
 
-    assert [p.exitcode for p in workers] == [0] * PROCESSES
+    assert exit_codes == [0] * PROCESSES
     versions = admin.execute("SELECT version FROM alepha_jobs_schema").fetchall()
     assert versions == [(1,)]
     count = admin.execute("SELECT count(*) FROM job_executions").fetchone()

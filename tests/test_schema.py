@@ -5,7 +5,6 @@ Appendix B.4)."""
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import sqlite3
 import threading
 from multiprocessing.synchronize import Barrier
@@ -17,6 +16,7 @@ from pydantic import BaseModel
 from alepha_jobs import JobContext, Jobs, JobsConfig, SchemaVersionError
 
 from .conftest import NEVER, MakeJobs
+from .spawning import run_at_once
 
 PROCESSES = 6
 ROWS_PER_PROCESS = 50
@@ -66,18 +66,9 @@ def test_processes_creating_one_fresh_database_at_once_all_succeed(
 ) -> None:
     """DESIGN §5: the first process migrates, the others wait and find the schema
     current; every push lands."""
-    spawn = multiprocessing.get_context("spawn")
-    barrier = spawn.Barrier(PROCESSES)
-    workers = [
-        spawn.Process(target=open_and_push, args=(db_url, barrier, worker))
-        for worker in range(PROCESSES)
-    ]
-    for process in workers:
-        process.start()
-    for process in workers:
-        process.join(120)
+    exit_codes = run_at_once(open_and_push, db_url, PROCESSES)
 
-    assert [p.exitcode for p in workers] == [0] * PROCESSES
+    assert exit_codes == [0] * PROCESSES
     with sqlite3.connect(sqlite_path(db_url)) as connection:
         assert connection.execute("PRAGMA user_version").fetchone() == (1,)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
