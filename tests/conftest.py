@@ -123,3 +123,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         pause.wait(0.01)
     return predicate()
+
+
+def race(action: Callable[[], Any], count: int = 2) -> list[BaseException]:
+    """Run ``action`` on ``count`` threads released together by a barrier; return
+    what they raised (an empty list when every call returned)."""
+    barrier = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(10)
+            action()
+        except BaseException as error:  # surfaced by the caller's assertion
+            failures.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return failures

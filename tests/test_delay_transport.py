@@ -18,7 +18,7 @@ from alepha_jobs import DelayNotSupported, JobContext, Jobs
 from alepha_jobs.definition import Job
 from alepha_jobs.dispatch.direct import DirectDispatcher
 
-from .conftest import MakeJobs, RecordingDispatcher, wait_until
+from .conftest import MakeJobs, RecordingDispatcher, race, wait_until
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -184,24 +184,11 @@ def test_concurrent_promotions_of_one_row_run_it_once(
     """#87: two ``dispatch_scheduled`` calls race; only one wins the promotion."""
     jobs = make_jobs(dispatcher=recording)
     job, handled = work_job(jobs)
-    barrier = threading.Barrier(2)
-    failures: list[BaseException] = []
-
-    def promote() -> None:
-        try:
-            barrier.wait(10)
-            jobs.dispatch_scheduled(NAME, execution_id)
-        except BaseException as error:  # surfaced by the assertion below
-            failures.append(error)
 
     with freeze_time(NOW) as frozen:
         execution_id = job.push({"n": 1}, delay=60)
         frozen.tick(timedelta(seconds=61))
-        threads = [threading.Thread(target=promote) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        failures = race(lambda: jobs.dispatch_scheduled(NAME, execution_id))
         assert immediate(recording) == [execution_id]
         recording.deliver_all()
 

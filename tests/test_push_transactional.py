@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
-from alepha_jobs import InvalidArgumentError, JobContext, JobUsageError
+from alepha_jobs import InvalidArgumentError, JobContext, Jobs, JobUsageError
 
 from .conftest import MakeJobs, wait_until
 from .outbox import caller_transaction, connect, is_sqlite
@@ -101,10 +101,10 @@ def test_a_backlog_another_runtime_wrote_drains_at_the_pools_speed(
     assert all(worker.get_execution(i) is None for i in ids)
 
 
-def test_a_push_on_the_callers_connection_runs_after_commit(
+def _orders_runtime(
     make_jobs: MakeJobs,
-) -> None:
-    """DESIGN §8.7: the row and the caller's own rows commit together."""
+) -> tuple[Jobs, Any, list[int], threading.Event]:
+    """A started runtime whose database also holds the caller's ``orders`` table."""
     jobs = make_jobs(pickup_delay=0.1)
     calls: list[int] = []
     ran = threading.Event()
@@ -112,6 +112,14 @@ def test_a_push_on_the_callers_connection_runs_after_commit(
     with connect(jobs) as raw:
         raw.execute("CREATE TABLE orders (id INTEGER)")
     jobs.start()
+    return jobs, work, calls, ran
+
+
+def test_a_push_on_the_callers_connection_runs_after_commit(
+    make_jobs: MakeJobs,
+) -> None:
+    """DESIGN §8.7: the row and the caller's own rows commit together."""
+    jobs, work, calls, ran = _orders_runtime(make_jobs)
     with caller_transaction(jobs) as transaction:
         transaction.execute("INSERT INTO orders VALUES (3)")
         execution_id = work.push({"n": 3}, connection=transaction.connection)
@@ -131,13 +139,7 @@ def test_a_push_on_the_callers_connection_vanishes_on_rollback(
     make_jobs: MakeJobs,
 ) -> None:
     """DESIGN §8.7: after a rollback there is no row, no dispatch and no run."""
-    jobs = make_jobs(pickup_delay=0.1)
-    calls: list[int] = []
-    ran = threading.Event()
-    work = _register(jobs, calls, ran)
-    with connect(jobs) as raw:
-        raw.execute("CREATE TABLE orders (id INTEGER)")
-    jobs.start()
+    jobs, work, calls, ran = _orders_runtime(make_jobs)
     with caller_transaction(jobs) as transaction:
         transaction.execute("INSERT INTO orders VALUES (1)")
         dropped = work.push({"n": 1}, connection=transaction.connection)

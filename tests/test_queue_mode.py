@@ -31,7 +31,7 @@ from alepha_jobs.definition import Job
 from alepha_jobs.dispatch.redis_queue import RedisQueue
 from alepha_jobs.locks import RedisLockStore
 
-from .conftest import wait_until
+from .conftest import race, wait_until
 from .queue_support import (
     CountingRedisQueue,
     DecliningRedisQueue,
@@ -506,25 +506,12 @@ def test_concurrent_promotions_of_one_row_dispatch_it_once(
     one run."""
     jobs = make_queue_jobs()
     work, seen = work_job(jobs)
-    barrier = threading.Barrier(2)
-    failures: list[BaseException] = []
-
-    def promote() -> None:
-        try:
-            barrier.wait(10)
-            jobs.dispatch_scheduled(NAME, execution_id)
-        except BaseException as error:  # surfaced by the assertion below
-            failures.append(error)
 
     now = datetime.now(timezone.utc)
     with freeze_time(now) as frozen:
         execution_id = work.push({"n": 1}, delay=60)
         frozen.tick(timedelta(seconds=61))
-        threads = [threading.Thread(target=promote) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        failures = race(lambda: jobs.dispatch_scheduled(NAME, execution_id))
 
     assert failures == []
     assert ready(redis_client, prefix) == [
