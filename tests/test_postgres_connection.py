@@ -33,6 +33,7 @@ from alepha_jobs import (
     clock,
 )
 from alepha_jobs.store.postgres import PostgresStore
+from alepha_jobs.store.sqlite_schema import INDEXES
 
 from . import postgres_store_support as pg
 from .conftest import NEVER, wait_until
@@ -84,22 +85,27 @@ def test_six_processes_opening_one_fresh_schema_at_once_all_succeed(
     exit_codes = run_at_once(open_and_push, url, PROCESSES)
 
     assert exit_codes == [0] * PROCESSES
-    versions = admin.execute("SELECT version FROM alepha_jobs_schema").fetchall()
-    assert versions == [(1,)]
+    versions = admin.execute(
+        "SELECT version FROM alepha_jobs_schema ORDER BY version"
+    ).fetchall()
+    assert versions == [(1,), (2,)]
     count = admin.execute("SELECT count(*) FROM job_executions").fetchone()
     assert count == (PROCESSES * ROWS_PER_PROCESS,)
 
 
-def test_the_schema_has_both_tables_and_the_indexes_of_spec_3_2(
+def test_the_schema_has_both_tables_and_the_partial_indexes_of_version_2(
     store: PostgresStore, admin: Any, schema: str
 ) -> None:
+    """Version 2 replaces SPEC §3.2's list by the partial indexes of
+    sqlite_schema.INDEXES; the version 1 indexes are gone."""
     tables = admin.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
         (schema,),
     ).fetchall()
     indexes = dict(
         admin.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s",
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = %s AND tablename = 'job_executions'",
             (schema,),
         ).fetchall()
     )
@@ -109,10 +115,12 @@ def test_the_schema_has_both_tables_and_the_indexes_of_spec_3_2(
         "job_executions",
         "job_locks",
     }
+    assert set(indexes) == {"job_executions_pkey"} | {i.name for i in INDEXES}
     assert "UNIQUE INDEX uq_je_job_key" in indexes["uq_je_job_key"]
-    assert "(job_name, key)" in indexes["uq_je_job_key"]
-    assert "(status, scheduled_at)" in indexes["idx_je_status_scheduled"]
-    assert "(status, updated_at)" in indexes["idx_je_status_updated"]
+    assert "(job_name, key) WHERE (key IS NOT NULL)" in indexes["uq_je_job_key"]
+    assert "(updated_at) WHERE (status = 'pending'" in indexes["idx_je_pending"]
+    assert "(scheduled_at) WHERE (status = 'scheduled'" in indexes["idx_je_scheduled"]
+    assert "(job_name, created_at)" in indexes["idx_je_job_created"]
 
 
 def test_reopening_a_current_schema_does_not_migrate_again(
@@ -124,7 +132,7 @@ def test_reopening_a_current_schema_does_not_migrate_again(
         PostgresStore(url).close()
 
     migrated = [r for r in caplog.records if "migrated" in r.getMessage()]
-    assert len(migrated) == 1
+    assert len(migrated) == 2  # versions 1 and 2, by the first store only
 
 
 def test_a_schema_from_a_newer_version_is_refused(
@@ -132,7 +140,7 @@ def test_a_schema_from_a_newer_version_is_refused(
 ) -> None:
     admin.execute("INSERT INTO alepha_jobs_schema (version) VALUES (99)")
 
-    with pytest.raises(SchemaVersionError, match="version 99, newer than the 1"):
+    with pytest.raises(SchemaVersionError, match="version 99, newer than the 2"):
         PostgresStore(url)
     with pytest.raises(SchemaVersionError):
         Jobs(url, config=JobsConfig(sweep_cron=NEVER, trim_cron=NEVER))

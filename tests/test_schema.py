@@ -70,7 +70,7 @@ def test_processes_creating_one_fresh_database_at_once_all_succeed(
 
     assert exit_codes == [0] * PROCESSES
     with sqlite3.connect(sqlite_path(db_url)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         count = connection.execute("SELECT count(*) FROM job_executions").fetchone()
         assert count == (PROCESSES * ROWS_PER_PROCESS,)
@@ -99,7 +99,7 @@ def test_reopening_an_existing_database_does_not_migrate_again(
         make_jobs().close()
     second = [r for r in caplog.records if "migrated" in r.getMessage()]
 
-    assert len(first) == 1
+    assert len(first) == 2  # versions 1 and 2
     assert second == []
 
 

@@ -34,7 +34,7 @@ from .postgres_connection import (
     masked,
 )
 from .postgres_queries import PG_SQL, statement
-from .queries import COLUMNS, LIST_COLUMNS, SORTS
+from .queries import COLUMNS, LIST_COLUMNS, SORTS, status_filter
 from .sqlite import _TRIGGERS
 
 __all__ = ["PostgresStore", "is_postgres_url", "masked"]
@@ -494,8 +494,7 @@ def _filters(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
         clauses.append("job_name = %(job_name)s")
         params["job_name"] = query.job_name
     if query.statuses:
-        clauses.append("status = ANY(%(statuses)s)")
-        params["statuses"] = list(query.statuses)
+        clauses.append(status_filter(query.statuses))
     if query.trigger is not None:
         clauses.append(_TRIGGERS[query.trigger])
     if query.started_from is not None:

@@ -33,12 +33,12 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, SchemaVersionError, StoreError
-from .postgres_queries import MIGRATIONS, index_statements
+from .postgres_queries import MIGRATIONS
 
 # The store's logger, so that its events keep the name they always had.
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CONNECT_TIMEOUT = 5  # seconds, for the first connection and the pool's opening
 POOL_TIMEOUT = 30.0  # seconds a statement waits for a free or new connection
 POOL_MAX_SIZE = 20
@@ -270,9 +270,6 @@ class PostgresConnections:
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for ddl in MIGRATIONS[target]:
                     connection.execute(ddl.format(schema=prefix))
-                if target == 1:
-                    for ddl in index_statements(prefix):
-                        connection.execute(ddl)
                 connection.execute(
                     f"INSERT INTO {prefix}alepha_jobs_schema (version) VALUES (%s)",
                     (target,),

@@ -13,6 +13,7 @@ import functools
 import re
 
 from .queries import COLUMNS, SQL
+from .sqlite_schema import V1_INDEXES, version_2_statements
 
 _T = "job_executions"
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -73,7 +74,7 @@ PG_SQL: dict[str, str] = {
         ORDER BY updated_at LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED""",
     # one SELECT instead of SQLite's UNION ALL: FOR UPDATE refuses a UNION
-    # Each branch walks its (status, time) index and stops at the limit, so a
+    # Each branch walks its partial (time) index and stops at the limit, so a
     # backlog of any size costs the same.
     "ready": f"""
         WITH pending AS (
@@ -102,11 +103,11 @@ PG_SQL: dict[str, str] = {
         VALUES (%(id)s, %(now)s, %(now)s, %(job_name)s, %(key)s, %(status)s,
             %(max_attempts)s, %(payload)s, %(scheduled_at)s, %(triggered_by)s,
             %(triggered_by_name)s)
-        ON CONFLICT (job_name, key) DO NOTHING
+        ON CONFLICT (job_name, key) WHERE key IS NOT NULL DO NOTHING
         RETURNING id""",
     "insert_in_winner": """
         SELECT id FROM {table} WHERE job_name = %(job_name)s AND key = %(key)s""",
-    "list_count": f"SELECT COUNT(id) FROM {_T}{{where}}",
+    "list_count": f"SELECT COUNT(*) FROM {_T}{{where}}",
     "list_page": f"""
         SELECT {{columns}} FROM {_T}{{where}}
         ORDER BY {{order}} LIMIT %(size)s OFFSET %(offset)s""",
@@ -145,7 +146,10 @@ MIGRATIONS: dict[int, list[str]] = {
             value text NOT NULL,
             expires_at timestamptz
         )""",
+        *(index.create("{schema}") for index in V1_INDEXES),
     ],
+    # the partial indexes of sqlite_schema.INDEXES, replacing SPEC §3.2's list
+    2: version_2_statements("{schema}"),
 }
 
 LOCK_SQL: dict[str, str] = {
@@ -191,15 +195,4 @@ def statement(name: str) -> str:
     return to_pyformat(SQL[name])
 
 
-def index_statements(schema: str) -> list[str]:
-    """``CREATE INDEX IF NOT EXISTS`` for the indexes the SQLite schema declares."""
-    from .sqlite_schema import _INDEXES
-
-    return [
-        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} "
-        f"ON {schema}{_T} ({', '.join(columns)})"
-        for name, columns, unique in _INDEXES
-    ]
-
-
-__all__ = ["COLUMNS", "LOCK_SQL", "MIGRATIONS", "PG_SQL", "index_statements"]
+__all__ = ["COLUMNS", "LOCK_SQL", "MIGRATIONS", "PG_SQL"]

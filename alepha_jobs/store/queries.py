@@ -2,11 +2,21 @@
 
 Every UPDATE sets ``updated_at`` explicitly (SPEC §0.3) and carries its guard in
 ``WHERE``; the caller reads the row count or ``RETURNING`` to learn who won.
+Reads name their status as a literal, as the partial index they walk does
+(schema version 2, :mod:`.sqlite_schema`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ..errors import InvalidArgumentError
+from .base import STATUSES, TERMINAL_STATUSES
+
 _T = "job_executions"
+# Repeated literally wherever a query is to use the partial index that carries
+# it (sqlite_schema.INDEXES): a bound ``status = :status`` alone cannot.
+TERMINAL = "status IN ('ok', 'error', 'cancelled')"
 
 COLUMNS = (
     "id, created_at, updated_at, job_name, key, status, attempt, max_attempts, "
@@ -26,7 +36,7 @@ SQL: dict[str, str] = {
             max_attempts, payload, scheduled_at, triggered_by, triggered_by_name)
         VALUES (:id, :now, :now, :job_name, :key, :status, :max_attempts, :payload,
             :scheduled_at, :triggered_by, :triggered_by_name)
-        ON CONFLICT (job_name, key) DO NOTHING
+        ON CONFLICT (job_name, key) WHERE key IS NOT NULL DO NOTHING
         RETURNING id""",
     "insert_terminal": f"""
         INSERT INTO {_T} (id, created_at, updated_at, job_name, status, attempt,
@@ -106,7 +116,7 @@ SQL: dict[str, str] = {
         SELECT id, job_name, attempt, started_at, updated_at FROM {_T}
         WHERE status = 'running' AND updated_at <= :cutoff
         ORDER BY updated_at LIMIT :limit""",
-    # Each branch walks its (status, time) index and stops at :limit, so a
+    # Each branch walks its partial (time) index and stops at :limit, so a
     # backlog of any size costs the same; ``+job_name`` keeps the planner on it.
     "ready": f"""
         SELECT id, job_name FROM (
@@ -129,22 +139,30 @@ SQL: dict[str, str] = {
     "delete_ids": f"DELETE FROM {_T} WHERE id IN ({{ids}})",
     "terminal_groups": f"""
         SELECT job_name, status, COUNT(id), MIN(completed_at), MAX(completed_at)
-        FROM {_T} WHERE status IN ('ok', 'error', 'cancelled')
+        FROM {_T} WHERE {TERMINAL}
         GROUP BY job_name, status""",
     "ids_beyond": f"""
         SELECT id FROM {_T} WHERE job_name = :job_name AND status = :status
+            AND {TERMINAL}
         ORDER BY completed_at DESC, created_at DESC
         LIMIT :limit OFFSET :offset""",
     "ids_completed_before": f"""
         SELECT id FROM {_T} WHERE job_name = :job_name AND status = :status
-            AND completed_at < :cutoff AND id <> :spare
+            AND {TERMINAL} AND completed_at < :cutoff AND id <> :spare
         LIMIT :limit""",
     "newest_id": f"""
         SELECT id FROM {_T} WHERE job_name = :job_name AND status = :status
+            AND {TERMINAL}
         ORDER BY completed_at DESC, created_at DESC LIMIT 1""",
+    # one branch per live status, each on its partial index
     "live_counts": f"""
-        SELECT job_name, COUNT(id) FROM {_T}
-        WHERE status IN ('pending', 'scheduled', 'running') GROUP BY job_name""",
+        SELECT job_name, COUNT(*) FROM (
+            SELECT job_name FROM {_T} WHERE status = 'pending'
+            UNION ALL
+            SELECT job_name FROM {_T} WHERE status = 'scheduled'
+            UNION ALL
+            SELECT job_name FROM {_T} WHERE status = 'running'
+        ) AS live GROUP BY job_name""",
 }
 
 SORTS: dict[str, str] = {
@@ -164,3 +182,23 @@ SORTS: dict[str, str] = {
 def placeholders(prefix: str, count: int) -> str:
     """``:p0, :p1, ...`` for an ``IN (...)`` list of ``count`` bound values."""
     return ", ".join(f":{prefix}{index}" for index in range(count))
+
+
+def status_filter(statuses: Sequence[str]) -> str:
+    """The listing's status clause with the statuses as literals, so that the
+    planner may take the partial index that carries them: one status is
+    ``status = '...'``, terminal ones also repeat :data:`TERMINAL`.
+
+    :raises InvalidArgumentError: a status that :data:`STATUSES` does not list.
+    """
+    unknown = [status for status in statuses if status not in STATUSES]
+    if unknown or not statuses:
+        raise InvalidArgumentError(f"cannot list by status {unknown or statuses!r}")
+    chosen = [status for status in STATUSES if status in statuses]  # no free text
+    if len(chosen) == 1:
+        clause = f"status = '{chosen[0]}'"
+    else:
+        clause = f"status IN ({', '.join(repr(status) for status in chosen)})"
+    if set(chosen) <= set(TERMINAL_STATUSES):
+        clause += f" AND {TERMINAL}"
+    return clause

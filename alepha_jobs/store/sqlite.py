@@ -17,6 +17,7 @@ from typing import Any
 from .. import clock
 from ..errors import InvalidArgumentError
 from .base import (
+    LIVE_STATUSES,
     Due,
     Execution,
     ExecutionQuery,
@@ -26,7 +27,14 @@ from .base import (
     Store,
     TerminalRun,
 )
-from .queries import COLUMNS, LIST_COLUMNS, SORTS, SQL, placeholders
+from .queries import (
+    COLUMNS,
+    LIST_COLUMNS,
+    SORTS,
+    SQL,
+    placeholders,
+    status_filter,
+)
 from .sqlite_connection import (
     SqliteConnections,
     _flush,
@@ -398,7 +406,7 @@ class SqliteStore(SqliteConnections, Store):
     def list(self, query: ExecutionQuery) -> tuple[list[Execution], int]:
         where, params = _filters(query)
         total = self._conn.execute(
-            f"SELECT COUNT(id) FROM job_executions{where}", params
+            f"SELECT COUNT(*) FROM job_executions{where}", params
         ).fetchone()[0]
         sql = (
             f"SELECT {LIST_COLUMNS} FROM job_executions{where} "
@@ -468,12 +476,12 @@ def _filters(query: ExecutionQuery) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if query.job_name is not None:
-        clauses.append("job_name = :job_name")
+        # one live status: walk its partial index, not the job's whole history
+        live = len(query.statuses) == 1 and query.statuses[0] in LIVE_STATUSES
+        clauses.append(("+" if live else "") + "job_name = :job_name")
         params["job_name"] = query.job_name
     if query.statuses:
-        names = placeholders("s", len(query.statuses))
-        clauses.append(f"status IN ({names})")
-        params.update({f"s{i}": s for i, s in enumerate(query.statuses)})
+        clauses.append(status_filter(query.statuses))
     if query.trigger is not None:
         clauses.append(_TRIGGERS[query.trigger])
     if query.started_from is not None:
