@@ -11,8 +11,9 @@ import logging
 import sqlite3
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
@@ -33,6 +34,7 @@ from alepha_jobs import (
     clock,
 )
 from alepha_jobs.store.postgres import PostgresStore
+from alepha_jobs.store.postgres_queries import MIGRATIONS
 from alepha_jobs.store.sqlite_schema import INDEXES
 
 from . import postgres_store_support as pg
@@ -147,6 +149,104 @@ def test_a_schema_from_a_newer_version_is_refused(
 
 
 # bad input
+
+
+# version 1 -> 2 (partial indexes)
+
+V1_AT = datetime(2020, 1, 1, tzinfo=timezone.utc)
+V1_ROWS: list[tuple[str, str | None, datetime | None]] = [
+    # status, key, completed_at
+    ("pending", None, None),
+    ("pending", "live-key", None),
+    ("scheduled", None, None),
+    ("running", None, None),
+    ("ok", None, V1_AT),
+    ("error", None, V1_AT),
+    ("cancelled", None, V1_AT),
+]
+
+
+def version_1_schema(admin: Any, schema: str) -> list[tuple[Any, ...]]:
+    """A schema as alepha_jobs with version 1 left it, a row in every status
+    and a keyed one; return its rows."""
+    prefix = f'"{schema}".'
+    admin.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    for ddl in MIGRATIONS[1]:
+        admin.execute(ddl.format(schema=prefix))
+    admin.execute("CREATE TABLE alepha_jobs_schema (version integer PRIMARY KEY)")
+    admin.execute("INSERT INTO alepha_jobs_schema (version) VALUES (1)")
+    with admin.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO job_executions (id, created_at, updated_at, job_name, key, "
+            "status, scheduled_at, completed_at) VALUES (%s, %s, %s, %s, %s, %s, "
+            "%s, %s)",
+            [
+                (str(uuid.uuid4()), V1_AT, V1_AT, JOB, key, st, V1_AT, done)
+                for st, key, done in V1_ROWS
+            ],
+        )
+    return all_rows(admin)
+
+
+def all_rows(admin: Any) -> list[tuple[Any, ...]]:
+    return list(admin.execute("SELECT * FROM job_executions ORDER BY id").fetchall())
+
+
+def index_names(admin: Any, schema: str) -> set[str]:
+    rows = admin.execute(
+        "SELECT indexname FROM pg_indexes "
+        "WHERE schemaname = %s AND tablename = 'job_executions'",
+        (schema,),
+    ).fetchall()
+    return {name for (name,) in rows} - {"job_executions_pkey"}
+
+
+def test_a_version_1_schema_with_rows_migrates_to_2_and_keeps_working(
+    url: str, admin: Any, schema: str, make_pg_jobs: MakeJobs
+) -> None:
+    """The version 1 indexes give way to the partial ones; every row is intact
+    and still found by the query that serves its status."""
+    before = version_1_schema(admin, schema)
+
+    jobs = make_pg_jobs()
+    register(jobs, [])
+
+    versions = admin.execute(
+        "SELECT version FROM alepha_jobs_schema ORDER BY version"
+    ).fetchall()
+    assert versions == [(1,), (2,)]
+    assert index_names(admin, schema) == {index.name for index in INDEXES}
+    assert all_rows(admin) == before
+    holder = admin.execute(
+        "SELECT id FROM job_executions WHERE key = 'live-key'"
+    ).fetchone()[0]
+    assert jobs.push(JOB, {"n": 2}, key="live-key") == holder
+    now = clock.now()
+    store = jobs.store
+    assert len(store.stale_pending(now, 10)) == 2
+    assert len(store.due_scheduled(now, 10)) == 1
+    assert len(store.running(now, 10)) == 1
+    groups = {group.status: group.count for group in store.terminal_groups()}
+    assert groups == {"ok": 1, "error": 1, "cancelled": 1}
+
+
+@pytest.mark.slow
+def test_processes_opening_one_version_1_schema_at_once_migrate_it_once(
+    url: str, admin: Any, schema: str
+) -> None:
+    """The advisory lock holds for the 1 -> 2 step as for a fresh schema."""
+    before = version_1_schema(admin, schema)
+
+    exit_codes = run_at_once(open_and_push, url, PROCESSES)
+
+    assert exit_codes == [0] * PROCESSES
+    versions = admin.execute(
+        "SELECT version FROM alepha_jobs_schema ORDER BY version"
+    ).fetchall()
+    assert versions == [(1,), (2,)]
+    assert index_names(admin, schema) == {index.name for index in INDEXES}
+    count = admin.execute("SELECT count(*) FROM job_executions").fetchone()
+    assert count == (len(before) + PROCESSES * ROWS_PER_PROCESS,)
 
 
 def test_an_unreachable_server_is_a_store_error_naming_host_port_and_reason() -> None:

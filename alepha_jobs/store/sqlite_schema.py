@@ -44,6 +44,8 @@ _EXECUTION_COLUMNS: dict[str, type] = {
     "cancelled_by": str,
     "cancelled_by_name": str,
 }
+
+
 @dataclasses.dataclass(frozen=True)
 class Index:
     """One index of ``job_executions``; ``where`` makes it partial."""
@@ -200,7 +202,9 @@ def _apply(connection: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def _step(connection: sqlite3.Connection, db: sqlite_utils.Database, target: int) -> None:
+def _step(
+    connection: sqlite3.Connection, db: sqlite_utils.Database, target: int
+) -> None:
     """Apply migration ``target`` and stamp it in one write transaction. Every
     step is also safe to repeat (``IF [NOT] EXISTS``), should one commit early."""
     connection.execute("BEGIN IMMEDIATE")
