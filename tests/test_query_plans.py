@@ -20,18 +20,15 @@ from typing import Any
 
 import pytest
 
-from alepha_jobs import Jobs
+from alepha_jobs import Jobs, JobsConfig
 from alepha_jobs.store import postgres as pg_store
 from alepha_jobs.store import sqlite as sqlite_store
 from alepha_jobs.store.listing import build_query
 from alepha_jobs.store.postgres_queries import statement
 from alepha_jobs.store.queries import LIST_COLUMNS, SORTS, SQL, placeholders
 from tests import outbox
-from tests import postgres_store_support as pg
-from tests.conftest import MakeJobs
-
-# the shared Postgres fixtures, registered by pytest under these names
-make_pg_jobs, schema, url = pg.make_pg_jobs, pg.schema, pg.url
+from tests.conftest import NEVER
+from tests.postgres_service import fresh_schema, url_for
 
 UTC = timezone.utc
 THEN = datetime(2030, 1, 1, tzinfo=UTC)
@@ -39,6 +36,7 @@ TERMINAL_ROWS = 3000
 LIVE_ROWS = 30
 
 PARAMS: dict[str, Any] = {
+    "id": "x",
     "now": THEN,
     "cutoff": THEN,
     "limit": 100,
@@ -67,6 +65,10 @@ HOT: dict[str, set[str]] = {
     "newest_id": {"idx_je_job_terminal"},
     "live_counts": {"idx_je_pending", "idx_je_scheduled", "idx_je_running"},
 }
+
+# guarded transitions by id: the primary key, never a walk of a status index
+BY_ID = ("claim", "claim_many", "renew", "cancel", "delete_terminal", "delete_ids")
+PRIMARY_KEY = {"sqlite": "sqlite_autoindex_job_executions_1", "postgres": "_pkey"}
 
 # (status filter, sort) -> the indexes a listing of one job may walk
 LISTINGS: dict[tuple[str | None, str], set[str]] = {
@@ -113,11 +115,16 @@ def fill(jobs: Jobs) -> None:
         raw.execute("ANALYZE job_executions")
 
 
-@pytest.fixture
-def jobs(make_jobs: MakeJobs) -> Jobs:
-    made = make_jobs()
-    fill(made)
-    return made
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobs]:
+    """One SQLite outbox for the module; the tests only read plans."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('plans')}/jobs.db"
+    made = Jobs(url, config=JobsConfig(sweep_cron=NEVER, trim_cron=NEVER))
+    try:
+        fill(made)
+        yield made
+    finally:
+        made.close()
 
 
 # SQLite
@@ -162,7 +169,6 @@ def assert_one_of(plan: list[str], allowed: set[str]) -> None:
     assert any(index in text for index in allowed), f"none of {allowed}:\n{text}"
 
 
-@pytest.mark.sqlite_only
 @pytest.mark.parametrize("name", sorted(HOT))
 def test_sqlite_hot_queries_walk_an_index(jobs: Jobs, name: str) -> None:
     plan = sqlite_plan(jobs, sqlite_text(name), sqlite_params())
@@ -170,7 +176,17 @@ def test_sqlite_hot_queries_walk_an_index(jobs: Jobs, name: str) -> None:
     assert_indexed(plan, HOT[name])
 
 
-@pytest.mark.sqlite_only
+@pytest.mark.parametrize("name", BY_ID)
+def test_sqlite_transitions_by_id_stay_on_the_primary_key(
+    jobs: Jobs, name: str
+) -> None:
+    sql = SQL[name].format(ids=placeholders("i", 500))
+    params = {**sqlite_params(), **{f"i{n}": str(n) for n in range(500)}}
+    plan = sqlite_plan(jobs, sql, params)
+
+    assert plan == [f"SEARCH job_executions USING INDEX {PRIMARY_KEY['sqlite']} (id=?)"]
+
+
 @pytest.mark.parametrize(("status", "sort"), sorted(LISTINGS, key=str))
 def test_sqlite_listing_of_one_job_walks_an_index(
     jobs: Jobs, status: str | None, sort: str
@@ -184,7 +200,6 @@ def test_sqlite_listing_of_one_job_walks_an_index(
         assert_one_of(sqlite_plan(jobs, sql, params), LISTINGS[status, sort])
 
 
-@pytest.mark.sqlite_only
 def test_sqlite_keyed_insert_resolves_its_conflict_on_the_partial_unique_index(
     jobs: Jobs,
 ) -> None:
@@ -218,11 +233,17 @@ def _insert_params() -> dict[str, Any]:
 # Postgres
 
 
-@pytest.fixture
-def pg_jobs(make_pg_jobs: MakeJobs) -> Jobs:
-    made = make_pg_jobs()
-    fill(made)
-    return made
+@pytest.fixture(scope="module")
+def pg_jobs() -> Iterator[Jobs]:
+    """One Postgres outbox, in a schema of its own, for the module."""
+    with fresh_schema() as schema:
+        config = JobsConfig(sweep_cron=NEVER, trim_cron=NEVER)
+        made = Jobs(url_for(schema), config=config)
+        try:
+            fill(made)
+            yield made
+        finally:
+            made.close()
 
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
@@ -263,6 +284,16 @@ def generic_plan(pg_jobs: Jobs) -> Iterator[Any]:
 @pytest.mark.parametrize("name", sorted(HOT))
 def test_postgres_hot_queries_walk_an_index(generic_plan: Any, name: str) -> None:
     assert_indexed(generic_plan(statement(name), PARAMS), HOT[name])
+
+
+@pytest.mark.parametrize("name", BY_ID)
+def test_postgres_transitions_by_id_walk_an_index(generic_plan: Any, name: str) -> None:
+    """The primary key, or, when few rows are live, the partial index of the
+    guard's status: the planner weighs the two by cost; neither scans the table."""
+    params = {**PARAMS, "ids": [str(n) for n in range(500)]}
+    plan = generic_plan(statement(name), params)
+
+    assert_one_of(plan, {PRIMARY_KEY["postgres"], "idx_je_"})
 
 
 @pytest.mark.parametrize(("status", "sort"), sorted(LISTINGS, key=str))
