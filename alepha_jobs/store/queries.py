@@ -137,8 +137,9 @@ SQL: dict[str, str] = {
             AND (:live OR status IN ('ok', 'error', 'cancelled'))
         LIMIT :limit""",
     "delete_ids": f"DELETE FROM {_T} WHERE id IN ({{ids}})",
+    # COUNT(*): the terminal index alone answers (a covering scan), without the table
     "terminal_groups": f"""
-        SELECT job_name, status, COUNT(id), MIN(completed_at), MAX(completed_at)
+        SELECT job_name, status, COUNT(*), MIN(completed_at), MAX(completed_at)
         FROM {_T} WHERE {TERMINAL}
         GROUP BY job_name, status""",
     "ids_beyond": f"""
