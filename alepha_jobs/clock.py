@@ -19,6 +19,11 @@ def now() -> datetime:
     return current.replace(microsecond=current.microsecond // 1000 * 1000)
 
 
+def now_text() -> str:
+    """:func:`to_text` of :func:`now`, in one step."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 def to_text(moment: datetime) -> str:
     """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC."""
     text = moment.astimezone(UTC).isoformat(timespec="milliseconds")

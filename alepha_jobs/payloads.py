@@ -26,35 +26,29 @@ def validate_json(
 ) -> tuple[dict[str, Any], str]:
     """:func:`validate`, and the JSON text of the result, serialised once.
 
-    The text is checked rather than the value walked: ``json.dumps`` refuses a
-    non-finite number in a typed field and escapes U+0000, and a lone surrogate
-    shows as a text that UTF-8 cannot encode. Only a payload that trips one of
-    these, or merely might (a ``null`` anywhere), takes the walk that names the
-    offending field.
+    The text is checked rather than the value walked (see :func:`_plain`); only a
+    payload that may hold what no store can keep (a ``null`` anywhere, say) takes
+    the walk that names the offending field, and is refused only if it does.
 
     :raises PayloadError: as :func:`validate`.
     """
     model = _model(job_name, schema, payload)
     if model.model_config.get("ser_json_inf_nan", "null") == "null":
         try:
-            data = model.model_dump(mode="json")
-            text = json.dumps(data, **_COMPACT, allow_nan=False)
-        except (PydanticSerializationError, TypeError, ValueError):
+            text = model.model_dump_json()
+        except PydanticSerializationError:
             pass  # the careful path below names what is wrong
         else:
             if _plain(text):
-                return data, text
+                return model.model_dump(mode="json"), text
     data = _checked(job_name, model)
-    return data, json.dumps(data, **_COMPACT)
-
-
-_COMPACT: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False}
+    return data, json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def _plain(text: str) -> bool:
-    """Whether ``text`` surely holds nothing to refuse. ``null`` may be a NaN
-    that pydantic turned to ``None`` in an ``Any`` field; the rest are U+0000
-    and a lone surrogate."""
+    """Whether pydantic's ``text`` surely holds nothing to refuse: it writes a
+    NaN or an infinity as ``null`` and U+0000 as ``\\u0000`` (and raises on a
+    lone surrogate, which UTF-8 could not encode anyway)."""
     if "null" in text or "\\u0000" in text:
         return False
     if text.isascii():

@@ -64,7 +64,7 @@ class SqliteStore(SqliteConnections, Store):
 
     @_translated
     def insert(self, rows: Sequence[NewExecution]) -> None:
-        now = clock.to_text(clock.now())
+        now = clock.now_text()
         params = [_insert_params(row, now) for row in rows]
         if len(params) == 1:  # a push: committed with other threads' writes
             self._grouped(SQL["insert"], params[0], fetch=False)
