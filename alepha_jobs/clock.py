@@ -19,10 +19,15 @@ def now() -> datetime:
     return current.replace(microsecond=current.microsecond // 1000 * 1000)
 
 
+def now_text() -> str:
+    """:func:`to_text` of :func:`now`, in one step."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 def to_text(moment: datetime) -> str:
     """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text[:-6] + "Z"  # "+00:00" off; isoformat truncates like // 1000
 
 
 def from_text(text: str | None) -> datetime | None:

@@ -18,10 +18,57 @@ def validate(job_name: str, schema: type[BaseModel], payload: Any) -> dict[str, 
     :raises PayloadError: the payload fails the schema (the message names each
         field), or its validated form is not plain JSON.
     """
+    return validate_json(job_name, schema, payload)[0]
+
+
+def validate_json(
+    job_name: str, schema: type[BaseModel], payload: Any
+) -> tuple[dict[str, Any], str]:
+    """:func:`validate`, and the JSON text of the result, serialised once.
+
+    The text is checked rather than the value walked (see :func:`_plain`); only a
+    payload that may hold what no store can keep (a ``null`` anywhere, say) takes
+    the walk that names the offending field, and is refused only if it does.
+
+    :raises PayloadError: as :func:`validate`.
+    """
+    model = _model(job_name, schema, payload)
+    if model.model_config.get("ser_json_inf_nan", "null") == "null":
+        try:
+            text = model.model_dump_json()
+        except PydanticSerializationError:
+            pass  # the careful path below names what is wrong
+        else:
+            if _plain(text):
+                return model.model_dump(mode="json"), text
+    data = _checked(job_name, model)
+    return data, json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain(text: str) -> bool:
+    """Whether pydantic's ``text`` surely holds nothing to refuse: it writes a
+    NaN or an infinity as ``null`` and U+0000 as ``\\u0000`` (and raises on a
+    lone surrogate, which UTF-8 could not encode anyway)."""
+    if "null" in text or "\\u0000" in text:
+        return False
+    if text.isascii():
+        return True
     try:
-        model = payload if type(payload) is schema else schema.model_validate(payload)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _model(job_name: str, schema: type[BaseModel], payload: Any) -> BaseModel:
+    try:
+        return payload if type(payload) is schema else schema.model_validate(payload)
     except ValidationError as error:
         raise PayloadError(_describe(job_name, schema, error)) from error
+
+
+def _checked(job_name: str, model: BaseModel) -> dict[str, Any]:
+    """The validated model's JSON form, walked for what no store can hold."""
     if model.model_config.get("ser_json_inf_nan", "null") == "null":
         _refuse_non_finite(job_name, model.model_dump(), "")
     try:

@@ -91,7 +91,7 @@ def prepare(
 ) -> NewExecution:
     """Validate everything a push needs before anything is written."""
     assert definition.schema is not None
-    data = payloads.validate(definition.name, definition.schema, payload)
+    data, text = payloads.validate_json(definition.name, definition.schema, payload)
     _check_key(key)
     check_text("triggered_by", triggered_by)
     check_text("triggered_by_name", triggered_by_name)
@@ -104,6 +104,7 @@ def prepare(
         id=new_id(),
         job_name=definition.name,
         payload=data,
+        payload_json=text,
         max_attempts=1 if inline else definition.max_attempts,
         scheduled_at=start_time(delay, scheduled_at),
         key=key,

@@ -196,6 +196,31 @@ def test_a_nul_character_is_refused_naming_where(
     assert "NUL" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "null",
+        "a\\u0000b",
+        "caf\u00e9 \U0001f600",
+        {"k\u00e9": [1e16, -0.0, 2.5, None, True]},
+    ],
+    ids=["none", "null-text", "escaped-nul-text", "non-ascii", "nested"],
+)
+def test_a_payload_that_only_looks_suspicious_is_stored_as_given(
+    jobs: Jobs, welcome: Job, data: Any
+) -> None:
+    """Issue 7: the quick text check of a payload sends these to the careful
+    walk, or lets them through; either way they are stored unchanged."""
+    execution_id = welcome.push({"user_id": 1, "note": "\u00e9", "data": data})
+
+    row = jobs.get_execution(execution_id)
+    assert row is not None
+    assert row.payload == Welcome(user_id=1, note="\u00e9", data=data).model_dump(
+        mode="json"
+    )
+
+
 @pytest.mark.usefixtures("nothing_written")
 def test_one_bad_item_in_push_many_writes_none_of_them(welcome: Job) -> None:
     """SPEC §2.2 step 4: every payload is validated before any row is written."""

@@ -531,6 +531,30 @@ def test_connections_killed_while_idle_are_replaced(
     assert store.claim(execution_id, clock.now()) is not None
 
 
+def test_only_a_connection_the_server_spoke_on_is_probed_before_lending(
+    store: PostgresStore, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 7: a quiet pooled connection costs no probe round trip; one whose
+    backend was terminated meanwhile is probed, found dead and replaced."""
+    import psycopg_pool
+
+    probes: list[Any] = []
+    probe = psycopg_pool.ConnectionPool.check_connection
+    monkeypatch.setattr(
+        psycopg_pool.ConnectionPool,
+        "check_connection",
+        staticmethod(lambda connection: (probes.append(connection), probe(connection))),
+    )
+    execution_id = pending(store)
+    for _ in range(5):
+        assert status(store, execution_id) == "pending"
+    assert probes == []
+
+    assert terminate(schema) >= 1
+    assert status(store, execution_id) == "pending"
+    assert len(probes) >= 1
+
+
 def test_jobs_survive_their_backends_being_killed_while_they_run(
     make_pg_jobs: MakeJobs, schema: str, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -64,6 +64,11 @@ class NewExecution:
     key: str | None = None
     triggered_by: str | None = None
     triggered_by_name: str | None = None
+    # ``payload`` as JSON text, when the push already serialised it to check
+    # it: a store writes this text rather than serialising ``payload`` again.
+    payload_json: str | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def status(self) -> Status:

@@ -437,6 +437,12 @@ class PostgresStore(PostgresConnections, Store):
     def _json(self, value: Any) -> Any:
         return None if value is None else self._db.Jsonb(value)
 
+    def _payload(self, row: NewExecution) -> Any:
+        """``row.payload`` for JSONB, written from its JSON text if it has one."""
+        if row.payload_json is None:
+            return self._json(row.payload)
+        return self._db.Jsonb(row.payload_json, dumps=_as_is)
+
     def _insert_params(self, row: NewExecution, now: datetime) -> dict[str, Any]:
         scheduled = row.scheduled_at
         return {
@@ -446,7 +452,7 @@ class PostgresStore(PostgresConnections, Store):
             "key": row.key,
             "status": row.status,
             "max_attempts": row.max_attempts,
-            "payload": self._json(row.payload),
+            "payload": self._payload(row),
             "scheduled_at": None if scheduled is None else _ms(scheduled),
             "triggered_by": row.triggered_by,
             "triggered_by_name": row.triggered_by_name,
@@ -462,6 +468,10 @@ def _ms(moment: datetime) -> datetime:
     """An aware UTC datetime truncated to milliseconds, as SQLite stores it."""
     utc = moment.astimezone(clock.UTC)
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _utc(moment: datetime | None) -> datetime | None:

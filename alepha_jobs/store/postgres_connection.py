@@ -5,8 +5,12 @@
 statement and the server, so the store holds only the transitions.
 
 Reconnection. The pool checks each connection before lending it and replaces a
-broken one. A statement that fails because its connection was lost (the server
-restarted, or its backend was terminated) runs once more on a fresh connection.
+broken one. The check costs no round trip while the connection's socket is quiet:
+an idle connection has nothing to read unless the server spoke first, which it
+does when it terminates the backend or shuts down (an error message, then end of
+file); only then does the check send an empty query. A statement that fails
+because its connection was lost anyway (the server restarted, or its backend was
+terminated, while the connection was lent) runs once more on a fresh connection.
 That is safe for every statement here, because each one is guarded: a transition
 that did commit before the connection dropped finds its guard no longer matching
 and changes nothing; a select is a select; an insert retried after an unseen
@@ -25,6 +29,7 @@ import functools
 import importlib
 import logging
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -187,7 +192,7 @@ class PostgresConnections:
             max_size=max_size,
             open=False,
             configure=self._configure,
-            check=pool_class.check_connection,
+            check=self._check,
             name=APPLICATION_NAME,
             timeout=self.pool_timeout,
         )
@@ -197,6 +202,22 @@ class PostgresConnections:
             pool.close()
             raise self.translate(error) from error
         return pool
+
+    def _check(self, connection: Any) -> None:
+        """The pool's check before it lends ``connection``: a probe round trip
+        only if the server sent something since the connection was returned.
+
+        :raises psycopg.Error: the connection is dead; the pool discards it.
+        """
+        if not _server_spoke(connection):
+            return
+        try:
+            self._db.pool.ConnectionPool.check_connection(connection)
+        except self._db.psycopg.Error:
+            # its idle siblings were most likely killed with it: replace them
+            # now rather than one by one, each after a back-off of the pool's
+            self._pool.check()
+            raise
 
     def _configure(self, connection: Any) -> None:
         sql = self._db.sql
@@ -303,6 +324,23 @@ class PostgresConnections:
 
 
 _SHUTDOWN = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot connect now
+
+
+def _server_spoke(connection: Any) -> bool:
+    """Whether an idle connection has something to read (or is unusable), without
+    a round trip: a terminated backend leaves an error and end of file behind."""
+    try:
+        descriptor = connection.fileno()
+        if _POLL is None:
+            return bool(select.select([descriptor], [], [], 0)[0])
+        poller = _POLL()
+        poller.register(descriptor, select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # closed, or a descriptor select cannot watch
+        return True
+
+
+_POLL = getattr(select, "poll", None)  # absent on Windows
 
 
 def _pool_size(url: str, raw: str | None) -> int:

@@ -72,8 +72,11 @@ class SqliteStore(SqliteConnections, Store):
 
     @_translated
     def insert(self, rows: Sequence[NewExecution]) -> None:
-        now = clock.to_text(clock.now())
+        now = clock.now_text()
         params = [_insert_params(row, now) for row in rows]
+        if len(params) == 1:  # a push: committed with other threads' writes
+            self._grouped(SQL["insert"], params[0], fetch=False)
+            return
         with self._write() as connection:
             connection.executemany(SQL["insert"], params)
 
@@ -436,6 +439,10 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+def _payload(row: NewExecution) -> str | None:
+    return _json(row.payload) if row.payload_json is None else row.payload_json
+
+
 def _insert_params(row: NewExecution, now: str) -> dict[str, Any]:
     scheduled = row.scheduled_at
     return {
@@ -445,7 +452,7 @@ def _insert_params(row: NewExecution, now: str) -> dict[str, Any]:
         "key": row.key,
         "status": row.status,
         "max_attempts": row.max_attempts,
-        "payload": _json(row.payload),
+        "payload": _payload(row),
         "scheduled_at": None if scheduled is None else clock.to_text(scheduled),
         "triggered_by": row.triggered_by,
         "triggered_by_name": row.triggered_by_name,
