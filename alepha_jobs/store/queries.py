@@ -164,3 +164,36 @@ SORTS: dict[str, str] = {
 def placeholders(prefix: str, count: int) -> str:
     """``:p0, :p1, ...`` for an ``IN (...)`` list of ``count`` bound values."""
     return ", ".join(f":{prefix}{index}" for index in range(count))
+
+
+# Direct-mode batches: a batch claim leaves ``started_at`` NULL, so a row that is
+# ``running`` without a start time was claimed by a batch and not yet recorded as
+# started; its success records when it started.
+SQL.update(
+    {
+        "claim_batch": f"""
+        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
+            started_at = NULL, updated_at = :now
+        WHERE id IN ({{ids}}) AND (status = 'pending'
+            OR (status = 'scheduled' AND scheduled_at <= :now))
+        RETURNING {COLUMNS}""",
+        "succeed_batch_keep": f"""
+        UPDATE {_T} SET status = 'ok', completed_at = :now, updated_at = :now,
+            started_at = COALESCE(started_at, :started_at), key = NULL, logs = :logs
+        WHERE id = :id AND status = 'running'""",
+        "mark_started": f"""
+        UPDATE {_T} SET started_at = :started_at
+        WHERE id = :id AND status = 'running' AND started_at IS NULL""",
+        # back to pending, giving back the attempt the batch claim took
+        "release_unstarted": f"""
+        UPDATE {_T} SET status = 'pending', attempt = MAX(attempt - 1, 0),
+            updated_at = :now
+        WHERE id IN ({{ids}}) AND status = 'running' AND started_at IS NULL""",
+        # the sweep's once-only refund for a batch row of a process that died
+        "release_crashed": f"""
+        UPDATE {_T} SET status = 'pending', attempt = MAX(attempt - 1, 0),
+            error = :note, updated_at = :now
+        WHERE id = :id AND status = 'running' AND started_at IS NULL
+            AND (error IS NULL OR error <> :note)""",
+    }
+)
