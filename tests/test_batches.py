@@ -281,9 +281,7 @@ def test_release_unstarted_leaves_started_and_moved_rows_alone(
     assert len(store.claim_batch(ids[:3], clock.now())) == 3
     assert store.claim_batch(ids[:3], clock.now()) == []
     assert store.mark_started(ids[0], clock.now())
-    assert store.succeed_batch([(ids[1], [], True, clock.now())], clock.now()) == [
-        True
-    ]
+    assert store.succeed_batch([(ids[1], [], True, clock.now())], clock.now()) == [True]
 
     assert store.release_unstarted(ids, clock.now()) == 1  # only ids[2]
 
