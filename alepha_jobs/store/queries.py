@@ -168,14 +168,16 @@ def placeholders(prefix: str, count: int) -> str:
 
 # Direct-mode batches: a batch claim leaves ``started_at`` NULL, so a row that is
 # ``running`` without a start time was claimed by a batch and not yet recorded as
-# started; its success records when it started.
+# started; its success records when it started. ``+status`` keeps SQLite on the
+# primary key: on a status index (a MULTI-INDEX OR) each claim would walk every
+# pending row, so a backlog would drain in quadratic time.
 SQL.update(
     {
         "claim_batch": f"""
         UPDATE {_T} SET status = 'running', attempt = attempt + 1,
             started_at = NULL, updated_at = :now
-        WHERE id IN ({{ids}}) AND (status = 'pending'
-            OR (status = 'scheduled' AND scheduled_at <= :now))
+        WHERE id IN ({{ids}}) AND (+status = 'pending'
+            OR (+status = 'scheduled' AND scheduled_at <= :now))
         RETURNING {COLUMNS}""",
         "succeed_batch_keep": f"""
         UPDATE {_T} SET status = 'ok', completed_at = :now, updated_at = :now,
@@ -188,7 +190,7 @@ SQL.update(
         "release_unstarted": f"""
         UPDATE {_T} SET status = 'pending', attempt = MAX(attempt - 1, 0),
             updated_at = :now
-        WHERE id IN ({{ids}}) AND status = 'running' AND started_at IS NULL""",
+        WHERE id IN ({{ids}}) AND +status = 'running' AND started_at IS NULL""",
         # the sweep's once-only refund for a batch row of a process that died
         "release_crashed": f"""
         UPDATE {_T} SET status = 'pending', attempt = MAX(attempt - 1, 0),
