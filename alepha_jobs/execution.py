@@ -109,11 +109,14 @@ def _run_batch(jobs: Jobs, definition: JobDefinition, rows: list[Execution]) -> 
     interval = beat_interval(definition.crash_threshold(jobs.config.run_timeout))
     for row in rows:
         jobs.lease.hold(row.id, interval)
+        # held from the claim on: a cancel() meanwhile aborts it before it starts
+        jobs.signals[row.id] = AbortSignal()
     succeeded: list[Run] = []
     left = collections.deque(rows)
     try:
         while left and not jobs.stopping and jobs.pace.quick(definition.name):
-            run = Run(jobs, definition, left.popleft(), inline=False)
+            row = left.popleft()
+            run = Run(jobs, definition, row, False, jobs.signals.get(row.id))
             if run.execute(defer_success=True):
                 succeeded.append(run)
     finally:
@@ -143,6 +146,7 @@ def _release(jobs: Jobs, job_name: str, rows: list[Execution]) -> None:
         return
     for row in rows:
         jobs.lease.release(row.id)
+        jobs.signals.pop(row.id, None)
     ids = [row.id for row in rows]
     try:
         released = jobs.store.release_unstarted(ids, clock.now())
@@ -181,13 +185,18 @@ class Run:
     """One claimed execution, from ``job:begin`` to ``job:end``."""
 
     def __init__(
-        self, jobs: Jobs, definition: JobDefinition, row: Execution, inline: bool
+        self,
+        jobs: Jobs,
+        definition: JobDefinition,
+        row: Execution,
+        inline: bool,
+        signal: AbortSignal | None = None,
     ) -> None:
         self.jobs = jobs
         self.definition = definition
         self.row = row
         self.inline = inline
-        self.signal = AbortSignal()
+        self.signal = signal or AbortSignal()
         self.now = row.started_at or clock.now()
         self.logs: list[Any] = []
         self._timer: Any = None
@@ -260,6 +269,7 @@ class Run:
         began = time.perf_counter()
         try:
             ctx = self._context()
+            self.signal.raise_if_aborted()  # cancelled while waiting in a batch
             self.definition.wrapped_handler()(ctx)
         except Exception as error:
             return error, ctx

@@ -208,6 +208,39 @@ def test_a_job_that_turns_slow_mid_batch_runs_the_rest_one_by_one(
         assert row.started_at is not None
 
 
+def test_a_row_cancelled_while_waiting_in_a_batch_never_runs(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs(dispatcher=DirectDispatcher(1, batch_size=8))
+    ran: list[int] = []
+    cancels: list[str] = []
+    jobs.on("job:cancel", lambda event: cancels.append(event.execution_id))
+    entered, gate = threading.Event(), threading.Event()
+
+    @jobs.job("batch.work", schema=Work, retention=KEEP)
+    def work(ctx: JobContext[Work]) -> None:
+        """Record; hold the first row of the backlog until released."""
+        ran.append(ctx.payload.n)
+        if ctx.payload.n == 100:
+            entered.set()
+            gate.wait(30)
+
+    jobs.start()
+    work.push_many([{"n": n} for n in range(5)])
+    assert jobs.drain(10)
+    ids = work.push_many([{"n": n} for n in range(100, 110)])
+    assert entered.wait(10)
+    jobs.cancel(ids[3])
+    gate.set()
+    assert jobs.drain(30)
+
+    assert 103 not in ran
+    assert sorted(ran[5:]) == [n for n in range(100, 110) if n != 103]
+    assert cancels == [ids[3]]
+    row = jobs.get_execution(ids[3])
+    assert row is not None and row.status == "cancelled"
+
+
 def test_a_failure_in_a_batch_records_its_start(make_jobs: MakeJobs) -> None:
     jobs = make_jobs(dispatcher=DirectDispatcher(1, batch_size=8))
 
