@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import clock, logcapture
 from .context import AbortSignal, JobContext
 from .definition import JobDefinition
+from .dispatch.direct import DirectDispatcher
 from .errors import InvalidStateError
 from .events import JobEvent
 from .lease import beat_interval
@@ -160,8 +161,8 @@ def _release(jobs: Jobs, job_name: str, rows: list[Execution]) -> None:
         )
         return
     logger.debug("%d unstarted rows of %s released", released, job_name)
-    if not jobs.stopping:
-        jobs.dispatcher.dispatch_many([(job_name, row_id) for row_id in ids])
+    if not jobs.stopping and isinstance(jobs.dispatcher, DirectDispatcher):
+        jobs.dispatcher.requeue([(job_name, row_id) for row_id in ids])
 
 
 def _claim_missed(jobs: Jobs, execution_id: str, inline: bool) -> None:

@@ -197,6 +197,8 @@ def test_a_job_that_turns_slow_mid_batch_runs_the_rest_one_by_one(
     assert jobs.drain(30)
 
     assert claims[0] == quick_ids[:8]  # released from 101 on, re-queued
+    quick_order = [name for name in ran[8:] if name.startswith("q")]
+    assert quick_order == [f"q{n}" for n in range(100, 116)]  # still next in line
     assert not {i for ids in claims for i in ids} & set(slow_ids)
     assert collections.Counter(ran[8:]) == collections.Counter(
         [f"s{n}" for n in range(10, 30)] + [f"q{n}" for n in range(100, 116)]

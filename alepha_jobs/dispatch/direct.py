@@ -122,6 +122,19 @@ class DirectDispatcher(Dispatcher):
         with self._cond:
             self._enqueue(items)
 
+    def requeue(self, items: Sequence[tuple[str, str]]) -> None:
+        """Put back at the head of the FIFO, in order, items a batch took but
+        did not start: they were next in line, and stay so."""
+        with self._cond:
+            if not self._running:
+                return
+            for item in reversed(items):
+                if item[1] not in self._queued:
+                    self._queued.add(item[1])
+                    self._fifo.appendleft(item)
+            self._top_up()
+            self._cond.notify(len(items))
+
     def _enqueue(self, items: Sequence[tuple[str, str]]) -> None:
         if not self._running:
             return  # not consuming here: the row waits for a started runtime
