@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import clock, logcapture
 from .context import AbortSignal, JobContext
 from .definition import JobDefinition
+from .dispatch.direct import DirectDispatcher
 from .errors import InvalidStateError
 from .events import JobEvent
 from .lease import beat_interval
@@ -84,10 +86,13 @@ def process_many(jobs: Jobs, job_name: str, execution_ids: Sequence[str]) -> Non
     """Claim several executions of one job in one write, run them in turn, and
     write their plain successes in one more (the direct dispatcher's batches).
 
-    Every claimed row is leased from the claim on. Anything but a plain
-    success (a failure, a reschedule, a cancel) is written at once, as
-    :func:`process` does. ``job:success`` and ``job:end`` of the batched
-    successes follow their common write.
+    Every claimed row is leased from the claim on, and stays without a start
+    time until its outcome is written. Anything but a plain success (a failure,
+    a reschedule, a cancel) is written at once, as :func:`process` does.
+    ``job:success`` and ``job:end`` of the batched successes follow their
+    common write. Rows not started when the runtime begins stopping, or when
+    the job stops being quick, go back to ``pending`` with their attempt (and,
+    while running, to this pool's queue one by one).
     """
     definition = jobs.definition(job_name)
     if definition is None or definition.kind == "cron" or jobs.stopping:
@@ -95,37 +100,69 @@ def process_many(jobs: Jobs, job_name: str, execution_ids: Sequence[str]) -> Non
             process(jobs, job_name, execution_id)
         return
     with jobs.in_flight():
-        rows = jobs.store.claim_many(execution_ids, clock.now())
-        interval = beat_interval(definition.crash_threshold(jobs.config.run_timeout))
-        for row in rows:
-            jobs.lease.hold(row.id, interval)
-        succeeded: list[Run] = []
-        started = 0
-        try:
-            for row in rows:
-                started += 1
-                run = Run(jobs, definition, row, inline=False)
-                if run.execute(defer_success=True):
-                    succeeded.append(run)
-        finally:
-            for row in rows[started:]:  # only if a run raised past its handler
-                jobs.lease.release(row.id)
-            _write_successes(jobs, succeeded)
+        rows = jobs.store.claim_batch(execution_ids, clock.now())
+        _run_batch(jobs, definition, rows)
     if len(rows) < len(execution_ids):
         logger.debug("%d of a batch already claimed", len(execution_ids) - len(rows))
+
+
+def _run_batch(jobs: Jobs, definition: JobDefinition, rows: list[Execution]) -> None:
+    interval = beat_interval(definition.crash_threshold(jobs.config.run_timeout))
+    for row in rows:
+        jobs.lease.hold(row.id, interval)
+        # held from the claim on: a cancel() meanwhile aborts it before it starts
+        jobs.signals[row.id] = AbortSignal()
+    succeeded: list[Run] = []
+    left = collections.deque(rows)
+    try:
+        while left and not jobs.stopping and jobs.pace.quick(definition.name):
+            row = left.popleft()
+            run = Run(jobs, definition, row, False, jobs.signals.get(row.id))
+            if run.execute(defer_success=True):
+                succeeded.append(run)
+    finally:
+        try:
+            _write_successes(jobs, succeeded)
+        finally:
+            _release(jobs, definition.name, list(left))
 
 
 def _write_successes(jobs: Jobs, runs: list[Run]) -> None:
     if not runs:
         return
     try:
-        jobs.store.succeed_many(
-            [(r.id, r.logs, r.definition.retention.records("ok")) for r in runs],
+        jobs.store.succeed_batch(
+            [(r.id, r.logs, r.definition.retention.records("ok"), r.now) for r in runs],
             clock.now(),
         )
     finally:
         for run in runs:
             run.succeeded()
+
+
+def _release(jobs: Jobs, job_name: str, rows: list[Execution]) -> None:
+    """Give rows a batch claimed but did not start back to ``pending``, with
+    their attempt; re-queue them here unless the runtime is stopping."""
+    if not rows:
+        return
+    for row in rows:
+        jobs.lease.release(row.id)
+        jobs.signals.pop(row.id, None)
+    ids = [row.id for row in rows]
+    try:
+        released = jobs.store.release_unstarted(ids, clock.now())
+    except Exception:
+        logger.warning(
+            "releasing %d unstarted rows of %s failed; the sweep gives them back",
+            len(ids),
+            job_name,
+            exc_info=True,
+            extra={"event": "execution.release_failed", "job": job_name},
+        )
+        return
+    logger.debug("%d unstarted rows of %s released", released, job_name)
+    if not jobs.stopping and isinstance(jobs.dispatcher, DirectDispatcher):
+        jobs.dispatcher.requeue([(job_name, row_id) for row_id in ids])
 
 
 def _claim_missed(jobs: Jobs, execution_id: str, inline: bool) -> None:
@@ -149,13 +186,18 @@ class Run:
     """One claimed execution, from ``job:begin`` to ``job:end``."""
 
     def __init__(
-        self, jobs: Jobs, definition: JobDefinition, row: Execution, inline: bool
+        self,
+        jobs: Jobs,
+        definition: JobDefinition,
+        row: Execution,
+        inline: bool,
+        signal: AbortSignal | None = None,
     ) -> None:
         self.jobs = jobs
         self.definition = definition
         self.row = row
         self.inline = inline
-        self.signal = AbortSignal()
+        self.signal = signal or AbortSignal()
         self.now = row.started_at or clock.now()
         self.logs: list[Any] = []
         self._timer: Any = None
@@ -184,6 +226,7 @@ class Run:
             deferred = defer_success and error is None
             deferred = deferred and ctx is not None and ctx.intent is None
             if not deferred:
+                self._mark_started()
                 self._finish(error, ctx)
         finally:
             if not deferred:
@@ -196,6 +239,16 @@ class Run:
             self._logged_success()
         finally:
             self._close()
+
+    def _mark_started(self) -> None:
+        """A batch-claimed row has no start time yet: record it before the
+        outcome (a plain success records it in its own write)."""
+        if self.row.started_at is not None:
+            return
+        try:
+            self.jobs.store.mark_started(self.id, self.now)
+        except Exception:
+            logger.warning("recording the start of %s failed", self.id, exc_info=True)
 
     def _close(self) -> None:
         if self._timer is not None:
@@ -217,6 +270,7 @@ class Run:
         began = time.perf_counter()
         try:
             ctx = self._context()
+            self.signal.raise_if_aborted()  # cancelled while waiting in a batch
             self.definition.wrapped_handler()(ctx)
         except Exception as error:
             return error, ctx
@@ -362,6 +416,15 @@ def _backoff(jobs: Jobs, definition: JobDefinition, attempt: int) -> Any:
         cap=config.retry_backoff_max,
         random=config.random,
     )
+
+
+#: The ``error`` the sweep writes when it gives a batch-claimed row of a dead
+#: process back to ``pending`` without using an attempt (once per row: a row
+#: carrying it that crashes again is recovered as usual, using an attempt).
+UNSTARTED_NOTE = (
+    "Claimed in a batch by a process that ended before recording the run's start "
+    "(recovered by sweep): returned to pending without using an attempt"
+)
 
 
 def crash_message(row: Any, threshold_seconds: float) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import clock
 from .events import JobEvent
-from .execution import crash_message, handle_failure
+from .execution import UNSTARTED_NOTE, crash_message, handle_failure
 from .store.base import Due, Execution
 
 if TYPE_CHECKING:
@@ -134,6 +134,9 @@ def _recover_crashed(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
         if not _crashed(jobs, row, now, threshold):
             continue
         try:
+            if row.started_at is None and _refund(jobs, row, now):
+                recovered += 1
+                continue
             error = RuntimeError(crash_message(row, threshold.total_seconds()))
             logger.warning(
                 "%s %s: %s",
@@ -147,6 +150,23 @@ def _recover_crashed(jobs: Jobs, now: datetime, limit: int) -> dict[str, int]:
         except Exception:
             logger.warning("recovering %s failed", row.id, exc_info=True)
     return {"recovered": recovered}
+
+
+def _refund(jobs: Jobs, row: Due, now: datetime) -> bool:
+    """A batch-claimed row never recorded as started: back to ``pending``
+    without using an attempt, the first time only (a handler that kills its
+    process keeps using attempts)."""
+    if not jobs.store.release_crashed(row.id, now, UNSTARTED_NOTE):
+        return False
+    logger.warning(
+        "%s %s: %s",
+        row.job_name,
+        row.id,
+        UNSTARTED_NOTE,
+        extra={"event": "sweep.released", "job": row.job_name},
+    )
+    jobs.dispatch_safe(row.job_name, row.id)
+    return True
 
 
 def _crashed(jobs: Jobs, row: Due, now: datetime, threshold: timedelta) -> bool:

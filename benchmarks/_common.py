@@ -207,11 +207,11 @@ def alepha_runtime(
     url: str,
     workers: int = 4,
     handler: Callable[[Any], None] | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     **settings: Any,
 ) -> tuple[Any, Any]:
     """A ``Jobs`` on ``url`` with one queue job, ``bench.noop``, and its handle;
-    ``batch_size`` > 1 opts in to the direct dispatcher's batches."""
+    ``batch_size`` overrides the direct dispatcher's (1 opts out of batches)."""
     from pydantic import BaseModel
 
     from alepha_jobs import Jobs, JobsConfig
@@ -223,7 +223,12 @@ def alepha_runtime(
         n: int
 
     config = JobsConfig(direct_max_concurrency=workers, **settings)
-    jobs = Jobs(url, config=config, dispatcher=DirectDispatcher(workers, batch_size))
+    dispatcher = (
+        DirectDispatcher(workers)
+        if batch_size is None
+        else DirectDispatcher(workers, batch_size)
+    )
+    jobs = Jobs(url, config=config, dispatcher=dispatcher)
 
     def noop(ctx: Any) -> None:
         if handler is not None:

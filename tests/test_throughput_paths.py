@@ -212,15 +212,15 @@ def _batched_jobs(make_jobs: MakeJobs, batch_size: int) -> Any:
 
 
 def _claims(monkeypatch: pytest.MonkeyPatch, jobs: Any) -> list[int]:
-    """Record the size of every claim_many the runtime makes."""
+    """Record the size of every batch claim the runtime makes."""
     sizes: list[int] = []
-    claim_many = jobs.store.claim_many
+    claim_batch = jobs.store.claim_batch
 
     def recorded(ids: Any, now: Any) -> Any:
         sizes.append(len(ids))
-        return claim_many(ids, now)
+        return claim_batch(ids, now)
 
-    monkeypatch.setattr(jobs.store, "claim_many", recorded)
+    monkeypatch.setattr(jobs.store, "claim_batch", recorded)
     return sizes
 
 

@@ -179,6 +179,37 @@ class Store(abc.ABC):
         """:meth:`succeed` for several ``(id, logs, keep)``; one answer each."""
         return [self.succeed(i, now, logs, keep) for i, logs, keep in outcomes]
 
+    # Direct-mode batches. A batch claim leaves ``started_at`` empty: a
+    # ``running`` row without a start time is one a batch claimed and nobody
+    # recorded as started yet, which is what lets a release or the sweep give
+    # its attempt back.
+    @abc.abstractmethod
+    def claim_batch(self, ids: Sequence[str], now: datetime) -> list[Execution]:
+        """T4/T5 for several rows, ``started_at`` left empty; return those
+        claimed, in no set order."""
+
+    @abc.abstractmethod
+    def succeed_batch(
+        self, outcomes: Sequence[tuple[str, list[Any], bool, datetime]], now: datetime
+    ) -> list[bool]:
+        """:meth:`succeed` for several ``(id, logs, keep, started_at)`` in one
+        transaction, recording the start time; one answer each."""
+
+    @abc.abstractmethod
+    def mark_started(self, execution_id: str, started_at: datetime) -> bool:
+        """Record the start of a batch-claimed row (before a failure is written)."""
+
+    @abc.abstractmethod
+    def release_unstarted(self, ids: Sequence[str], now: datetime) -> int:
+        """Batch-claimed rows never started back to ``pending``, attempt given
+        back; return how many."""
+
+    @abc.abstractmethod
+    def release_crashed(self, execution_id: str, now: datetime, note: str) -> bool:
+        """The sweep's refund: a batch-claimed row of a dead process back to
+        ``pending`` with its attempt and ``error = note``, unless its error
+        already is ``note`` (a row refunded once crashes as usual after)."""
+
     @abc.abstractmethod
     def renew(self, ids: Iterable[str], now: datetime) -> set[str]:
         """T10 for many rows; return the ids still ``running``."""

@@ -206,6 +206,58 @@ class PostgresStore(PostgresConnections, Store):
         return [execution_id in done for execution_id, _, _ in outcomes]
 
     @_translated
+    def claim_batch(self, ids: Sequence[str], now: datetime) -> list[Execution]:
+        rows = self._rows("claim_batch", {"ids": list(ids), "now": _ms(now)})
+        return [_execution(row) for row in rows]
+
+    @_translated
+    def succeed_batch(
+        self, outcomes: Sequence[tuple[str, list[Any], bool, datetime]], now: datetime
+    ) -> list[bool]:
+        kept = [(i, logs, started) for i, logs, keep, started in outcomes if keep]
+        dropped = [i for i, _, keep, _ in outcomes if not keep]
+        keep_params = {
+            "ids": [i for i, _, _ in kept],
+            "logs": [self._json(_scrub(logs or [])) for _, logs, _ in kept],
+            "started": [_ms(started) for _, _, started in kept],
+            "now": _ms(now),
+        }
+
+        def work(connection: Any, retried: bool) -> set[str]:
+            done: set[str] = set()
+            with connection.transaction():
+                if kept:
+                    cursor = connection.execute(
+                        statement("succeed_batch_keep"), keep_params
+                    )
+                    done.update(row[0] for row in cursor.fetchall())
+                if dropped:
+                    cursor = connection.execute(
+                        statement("delete_running_many"), {"ids": dropped}
+                    )
+                    done.update(row[0] for row in cursor.fetchall())
+            return done
+
+        done = self.run(work)
+        return [outcome[0] in done for outcome in outcomes]
+
+    @_translated
+    def mark_started(self, execution_id: str, started_at: datetime) -> bool:
+        params = {"id": execution_id, "started_at": _ms(started_at)}
+        return self._execute("mark_started", params) == 1
+
+    @_translated
+    def release_unstarted(self, ids: Sequence[str], now: datetime) -> int:
+        if not ids:
+            return 0
+        return self._execute("release_unstarted", {"ids": list(ids), "now": _ms(now)})
+
+    @_translated
+    def release_crashed(self, execution_id: str, now: datetime, note: str) -> bool:
+        params = {"id": execution_id, "now": _ms(now), "note": _scrub(note)}
+        return self._execute("release_crashed", params) == 1
+
+    @_translated
     def renew(self, ids: Iterable[str], now: datetime) -> set[str]:
         params = {"ids": list(ids), "now": _ms(now)}
         return {row[0] for row in self._rows("renew", params)}

@@ -182,6 +182,36 @@ LOCK_SQL: dict[str, str] = {
 }
 
 
+# Direct-mode batches (see the same names in :mod:`.queries`).
+PG_SQL.update(
+    {
+        "claim_batch": f"""
+        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
+            started_at = NULL, updated_at = %(now)s
+        WHERE id = ANY(%(ids)s) AND (status = 'pending'
+            OR (status = 'scheduled' AND scheduled_at <= %(now)s))
+        RETURNING {COLUMNS}""",
+        "succeed_batch_keep": f"""
+        UPDATE {_T} AS t SET status = 'ok', completed_at = %(now)s,
+            updated_at = %(now)s, key = NULL, logs = v.logs,
+            started_at = COALESCE(t.started_at, v.started_at)
+        FROM unnest(%(ids)s::text[], %(logs)s::jsonb[], %(started)s::timestamptz[])
+            AS v(id, logs, started_at)
+        WHERE t.id = v.id AND t.status = 'running'
+        RETURNING t.id""",
+        "release_unstarted": f"""
+        UPDATE {_T} SET status = 'pending', attempt = GREATEST(attempt - 1, 0),
+            updated_at = %(now)s
+        WHERE id = ANY(%(ids)s) AND status = 'running' AND started_at IS NULL""",
+        "release_crashed": f"""
+        UPDATE {_T} SET status = 'pending', attempt = GREATEST(attempt - 1, 0),
+            error = %(note)s, updated_at = %(now)s
+        WHERE id = %(id)s AND status = 'running' AND started_at IS NULL
+            AND error IS DISTINCT FROM %(note)s""",
+    }
+)
+
+
 @functools.cache
 def to_pyformat(statement: str) -> str:
     """``:name`` parameters to psycopg's ``%(name)s``; a literal ``%`` doubles."""

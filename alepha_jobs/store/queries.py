@@ -203,3 +203,38 @@ def status_filter(statuses: Sequence[str]) -> str:
     if set(chosen) <= set(TERMINAL_STATUSES):
         clause += f" AND {TERMINAL}"
     return clause
+
+
+# Direct-mode batches: a batch claim leaves ``started_at`` NULL, so a row that is
+# ``running`` without a start time was claimed by a batch and not yet recorded as
+# started; its success records when it started. ``+status`` keeps SQLite on the
+# primary key: on a status index (a MULTI-INDEX OR) each claim would walk every
+# pending row, so a backlog would drain in quadratic time.
+SQL.update(
+    {
+        "claim_batch": f"""
+        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
+            started_at = NULL, updated_at = :now
+        WHERE id IN ({{ids}}) AND (+status = 'pending'
+            OR (+status = 'scheduled' AND scheduled_at <= :now))
+        RETURNING {COLUMNS}""",
+        "succeed_batch_keep": f"""
+        UPDATE {_T} SET status = 'ok', completed_at = :now, updated_at = :now,
+            started_at = COALESCE(started_at, :started_at), key = NULL, logs = :logs
+        WHERE id = :id AND status = 'running'""",
+        "mark_started": f"""
+        UPDATE {_T} SET started_at = :started_at
+        WHERE id = :id AND status = 'running' AND started_at IS NULL""",
+        # back to pending, giving back the attempt the batch claim took
+        "release_unstarted": f"""
+        UPDATE {_T} SET status = 'pending', attempt = MAX(attempt - 1, 0),
+            updated_at = :now
+        WHERE id IN ({{ids}}) AND +status = 'running' AND started_at IS NULL""",
+        # the sweep's once-only refund for a batch row of a process that died
+        "release_crashed": f"""
+        UPDATE {_T} SET status = 'pending', attempt = MAX(attempt - 1, 0),
+            error = :note, updated_at = :now
+        WHERE id = :id AND status = 'running' AND started_at IS NULL
+            AND (error IS NULL OR error <> :note)""",
+    }
+)

@@ -181,6 +181,57 @@ class SqliteStore(SqliteConnections, Store):
         return [count == 1 for count in self._grouped_all(statements, fetch=False)]
 
     @_translated
+    def claim_batch(self, ids: Sequence[str], now: datetime) -> list[Execution]:
+        claimed: list[Execution] = []
+        for chunk in _chunks(list(ids), 500):
+            params: dict[str, Any] = {f"i{n}": value for n, value in enumerate(chunk)}
+            params["now"] = clock.to_text(now)
+            sql = SQL["claim_batch"].format(ids=placeholders("i", len(chunk)))
+            claimed.extend(_execution(row) for row in self._grouped(sql, params, True))
+        return claimed
+
+    @_translated
+    def succeed_batch(
+        self, outcomes: Sequence[tuple[str, list[Any], bool, datetime]], now: datetime
+    ) -> list[bool]:
+        text = clock.to_text(now)
+        statements = []
+        for execution_id, logs, keep, started_at in outcomes:
+            if keep:
+                params = {
+                    "id": execution_id,
+                    "now": text,
+                    "logs": _json(logs),
+                    "started_at": clock.to_text(started_at),
+                }
+                statements.append((SQL["succeed_batch_keep"], params))
+            else:
+                statements.append((SQL["delete_if_running"], {"id": execution_id}))
+        if not statements:
+            return []
+        return [count == 1 for count in self._grouped_all(statements, fetch=False)]
+
+    @_translated
+    def mark_started(self, execution_id: str, started_at: datetime) -> bool:
+        started = clock.to_text(started_at)
+        return self._run("mark_started", id=execution_id, started_at=started) == 1
+
+    @_translated
+    def release_unstarted(self, ids: Sequence[str], now: datetime) -> int:
+        released = 0
+        for chunk in _chunks(list(ids), 500):
+            params: dict[str, Any] = {f"i{n}": value for n, value in enumerate(chunk)}
+            params["now"] = clock.to_text(now)
+            sql = SQL["release_unstarted"].format(ids=placeholders("i", len(chunk)))
+            released += self._grouped(sql, params, fetch=False)
+        return released
+
+    @_translated
+    def release_crashed(self, execution_id: str, now: datetime, note: str) -> bool:
+        params = {"id": execution_id, "now": clock.to_text(now), "note": note}
+        return self._run("release_crashed", **params) == 1
+
+    @_translated
     def renew(self, ids: Iterable[str], now: datetime) -> set[str]:
         alive: set[str] = set()
         for chunk in _chunks(list(ids), 500):
