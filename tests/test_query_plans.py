@@ -67,7 +67,7 @@ HOT: dict[str, set[str]] = {
 }
 
 # guarded transitions by id: the primary key, never a walk of a status index
-BY_ID = ("claim", "claim_many", "renew", "cancel", "delete_terminal", "delete_ids")
+BY_ID = ("claim", "claim_batch", "renew", "cancel", "delete_terminal", "delete_ids")
 PRIMARY_KEY = {"sqlite": "sqlite_autoindex_job_executions_1", "postgres": "_pkey"}
 
 # (status filter, sort) -> the indexes a listing of one job may walk

@@ -308,7 +308,7 @@ def test_slow_handlers_and_the_default_dispatcher_are_never_batched(
     assert sorted(ran) == sorted(list(range(40)) * 2)
 
 
-def test_claim_many_and_succeed_many_follow_the_guards(make_jobs: MakeJobs) -> None:
+def test_claim_batch_and_succeed_batch_follow_the_guards(make_jobs: MakeJobs) -> None:
     """The batch statements of every store: a row claimed once, successes kept
     or deleted as asked, a row no longer running left alone."""
     jobs = make_jobs()
@@ -319,13 +319,18 @@ def test_claim_many_and_succeed_many_follow_the_guards(make_jobs: MakeJobs) -> N
 
     ids = work.push_many([{"n": n} for n in range(4)])
     store = jobs.store
-    claimed = store.claim_many([*ids[:3], "no-such-row"], clock.now())
+    claimed = store.claim_batch([*ids[:3], "no-such-row"], clock.now())
     assert sorted(row.id for row in claimed) == sorted(ids[:3])
     assert all(row.status == "running" and row.attempt == 1 for row in claimed)
-    assert store.claim_many(ids[:3], clock.now()) == []
+    assert store.claim_batch(ids[:3], clock.now()) == []
 
-    answers = store.succeed_many(
-        [(ids[0], [{"message": "hi"}], True), (ids[1], [], False), (ids[3], [], True)],
+    started = clock.now()
+    answers = store.succeed_batch(
+        [
+            (ids[0], [{"message": "hi"}], True, started),
+            (ids[1], [], False, started),
+            (ids[3], [], True, started),
+        ],
         clock.now(),
     )
 
@@ -333,6 +338,7 @@ def test_claim_many_and_succeed_many_follow_the_guards(make_jobs: MakeJobs) -> N
     kept = store.get(ids[0])
     assert kept is not None and kept.status == "ok"
     assert kept.logs == [{"message": "hi"}]
+    assert kept.started_at is not None
     assert store.get(ids[1]) is None
     assert _status(store, ids[2]) == "running"
     assert _status(store, ids[3]) == "pending"

@@ -164,20 +164,9 @@ class Store(abc.ABC):
     def claim(self, execution_id: str, now: datetime) -> Execution | None:
         """T4/T5: ``pending`` or due ``scheduled`` -> ``running``."""
 
-    #: Whether :meth:`claim_many` and :meth:`succeed_many` write each batch in
-    #: one transaction (otherwise they loop, and batching gains nothing).
+    #: Whether :meth:`claim_batch` and :meth:`succeed_batch` write each batch in
+    #: one transaction (otherwise batching gains nothing).
     batches = False
-
-    def claim_many(self, ids: Sequence[str], now: datetime) -> list[Execution]:
-        """T4/T5 for several rows; return those claimed, in no set order."""
-        claimed = (self.claim(execution_id, now) for execution_id in ids)
-        return [row for row in claimed if row is not None]
-
-    def succeed_many(
-        self, outcomes: Sequence[tuple[str, list[Any], bool]], now: datetime
-    ) -> list[bool]:
-        """:meth:`succeed` for several ``(id, logs, keep)``; one answer each."""
-        return [self.succeed(i, now, logs, keep) for i, logs, keep in outcomes]
 
     # Direct-mode batches. A batch claim leaves ``started_at`` empty: a
     # ``running`` row without a start time is one a batch claimed and nobody

@@ -171,41 +171,6 @@ class PostgresStore(PostgresConnections, Store):
     batches = True
 
     @_translated
-    def claim_many(self, ids: Sequence[str], now: datetime) -> list[Execution]:
-        rows = self._rows("claim_many", {"ids": list(ids), "now": _ms(now)})
-        return [_execution(row) for row in rows]
-
-    @_translated
-    def succeed_many(
-        self, outcomes: Sequence[tuple[str, list[Any], bool]], now: datetime
-    ) -> list[bool]:
-        kept = [(i, logs) for i, logs, keep in outcomes if keep]
-        dropped = [i for i, _, keep in outcomes if not keep]
-        keep_params = {
-            "ids": [i for i, _ in kept],
-            "logs": [self._json(_scrub(logs or [])) for _, logs in kept],
-            "now": _ms(now),
-        }
-
-        def work(connection: Any, retried: bool) -> set[str]:
-            done: set[str] = set()
-            with connection.transaction():
-                if kept:
-                    cursor = connection.execute(
-                        statement("succeed_keep_many"), keep_params
-                    )
-                    done.update(row[0] for row in cursor.fetchall())
-                if dropped:
-                    cursor = connection.execute(
-                        statement("delete_running_many"), {"ids": dropped}
-                    )
-                    done.update(row[0] for row in cursor.fetchall())
-            return done
-
-        done = self.run(work)
-        return [execution_id in done for execution_id, _, _ in outcomes]
-
-    @_translated
     def claim_batch(self, ids: Sequence[str], now: datetime) -> list[Execution]:
         rows = self._rows("claim_batch", {"ids": list(ids), "now": _ms(now)})
         return [_execution(row) for row in rows]

@@ -35,18 +35,6 @@ PG_SQL: dict[str, str] = {
             %(status)s, 1, 1, %(started_at)s, %(completed_at)s, %(error)s,
             %(logs)s, %(triggered_by)s, %(triggered_by_name)s)
         ON CONFLICT (id) DO NOTHING""",
-    "claim_many": f"""
-        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
-            started_at = %(now)s, updated_at = %(now)s
-        WHERE id = ANY(%(ids)s) AND (status = 'pending'
-            OR (status = 'scheduled' AND scheduled_at <= %(now)s))
-        RETURNING {COLUMNS}""",
-    "succeed_keep_many": f"""
-        UPDATE {_T} AS t SET status = 'ok', completed_at = %(now)s,
-            updated_at = %(now)s, key = NULL, logs = v.logs
-        FROM unnest(%(ids)s::text[], %(logs)s::jsonb[]) AS v(id, logs)
-        WHERE t.id = v.id AND t.status = 'running'
-        RETURNING t.id""",
     "delete_running_many": f"""
         DELETE FROM {_T} WHERE id = ANY(%(ids)s) AND status = 'running'
         RETURNING id""",

@@ -53,12 +53,6 @@ SQL: dict[str, str] = {
         WHERE id = :id AND (status = 'pending'
             OR (status = 'scheduled' AND scheduled_at <= :now))
         RETURNING {COLUMNS}""",
-    "claim_many": f"""
-        UPDATE {_T} SET status = 'running', attempt = attempt + 1,
-            started_at = :now, updated_at = :now
-        WHERE id IN ({{ids}}) AND (status = 'pending'
-            OR (status = 'scheduled' AND scheduled_at <= :now))
-        RETURNING {COLUMNS}""",
     "renew": f"""
         UPDATE {_T} SET status = 'running', updated_at = :now
         WHERE status = 'running' AND id IN ({{ids}})

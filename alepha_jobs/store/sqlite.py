@@ -155,32 +155,6 @@ class SqliteStore(SqliteConnections, Store):
         return _execution(rows[0]) if rows else None
 
     @_translated
-    def claim_many(self, ids: Sequence[str], now: datetime) -> list[Execution]:
-        claimed: list[Execution] = []
-        for chunk in _chunks(list(ids), 500):
-            params: dict[str, Any] = {f"i{n}": value for n, value in enumerate(chunk)}
-            params["now"] = clock.to_text(now)
-            sql = SQL["claim_many"].format(ids=placeholders("i", len(chunk)))
-            claimed.extend(_execution(row) for row in self._grouped(sql, params, True))
-        return claimed
-
-    @_translated
-    def succeed_many(
-        self, outcomes: Sequence[tuple[str, list[Any], bool]], now: datetime
-    ) -> list[bool]:
-        text = clock.to_text(now)
-        statements = []
-        for execution_id, logs, keep in outcomes:
-            if keep:
-                params = {"id": execution_id, "now": text, "logs": _json(logs)}
-                statements.append((SQL["succeed_keep"], params))
-            else:
-                statements.append((SQL["delete_if_running"], {"id": execution_id}))
-        if not statements:
-            return []
-        return [count == 1 for count in self._grouped_all(statements, fetch=False)]
-
-    @_translated
     def claim_batch(self, ids: Sequence[str], now: datetime) -> list[Execution]:
         claimed: list[Execution] = []
         for chunk in _chunks(list(ids), 500):
