@@ -125,6 +125,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     return predicate()
 
 
+def record_batch_claims(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> list[list[str]]:
+    """Record the ids of every batch claim ``jobs`` makes, as it makes them."""
+    claims: list[list[str]] = []
+    claim_batch = jobs.store.claim_batch
+
+    def recorded(ids: Any, now: Any) -> Any:
+        claims.append(list(ids))
+        return claim_batch(ids, now)
+
+    monkeypatch.setattr(jobs.store, "claim_batch", recorded)
+    return claims
+
+
 def race(action: Callable[[], Any], count: int = 2) -> list[BaseException]:
     """Run ``action`` on ``count`` threads released together by a barrier; return
     what they raised (an empty list when every call returned)."""

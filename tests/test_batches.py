@@ -11,7 +11,6 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from freezegun import freeze_time
@@ -22,7 +21,7 @@ from alepha_jobs.dispatch.direct import BATCH_SIZE, DirectDispatcher
 from alepha_jobs.execution import UNSTARTED_NOTE
 
 from . import batch_worker
-from .conftest import MakeJobs, RecordingDispatcher, wait_until
+from .conftest import MakeJobs, RecordingDispatcher, record_batch_claims, wait_until
 
 KEEP = Retention(ok=Rule(last=10_000), error=Rule(last=10_000))
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,36 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class Work(BaseModel):
     n: int
-
-
-def _claims(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> list[list[str]]:
-    """Record the ids of every batch claim the runtime makes."""
-    claims: list[list[str]] = []
-    claim_batch = jobs.store.claim_batch
-
-    def recorded(ids: Any, now: Any) -> Any:
-        claims.append(list(ids))
-        return claim_batch(ids, now)
-
-    monkeypatch.setattr(jobs.store, "claim_batch", recorded)
-    return claims
-
-
-def _sizes(monkeypatch: pytest.MonkeyPatch, jobs: Jobs) -> list[int]:
-    """A live view of the size of every batch claim the runtime makes."""
-    claims = _claims(monkeypatch, jobs)
-
-    class Sizes(list):  # type: ignore[type-arg]
-        def __iter__(self) -> Any:
-            return iter([len(ids) for ids in claims])
-
-        def __len__(self) -> int:
-            return len(claims)
-
-        def __eq__(self, other: object) -> bool:
-            return list(iter(self)) == other
-
-    return Sizes()
 
 
 def _statuses(jobs: Jobs, ids: list[str]) -> dict[str, str]:
@@ -80,7 +49,7 @@ def test_the_default_dispatcher_batches_a_backlog_and_records_each_start(
         """Record the payload."""
         ran.append(ctx.payload.n)
 
-    sizes = _sizes(monkeypatch, jobs)
+    claims = record_batch_claims(monkeypatch, jobs)
     jobs.start()
     work.push_many([{"n": n} for n in range(5)])  # the runtime learns it is quick
     assert jobs.drain(10)
@@ -88,7 +57,7 @@ def test_the_default_dispatcher_batches_a_backlog_and_records_each_start(
     assert jobs.drain(30)
 
     assert sorted(ran) == sorted([*range(5), *range(100)])
-    assert max(sizes) > 1
+    assert max(map(len, claims)) > 1
     for execution_id in ids:
         row = jobs.get_execution(execution_id)
         assert row is not None and row.status == "ok" and row.attempt == 1
@@ -108,7 +77,7 @@ def test_a_lone_push_never_waits_for_a_batch(
         """Signal the start."""
         started.set()
 
-    sizes = _sizes(monkeypatch, jobs)
+    claims = record_batch_claims(monkeypatch, jobs)
     jobs.start()
     work.push_many([{"n": n} for n in range(5)])
     assert jobs.drain(10)
@@ -118,7 +87,7 @@ def test_a_lone_push_never_waits_for_a_batch(
         assert started.wait(10)
         assert jobs.drain(10)
 
-    assert sizes == []
+    assert claims == []
 
 
 def test_stop_mid_batch_gives_unstarted_rows_back_with_their_attempt(
@@ -186,7 +155,7 @@ def test_a_job_that_turns_slow_mid_batch_runs_the_rest_one_by_one(
         ran.append(f"s{ctx.payload.n}")
         pause.wait(0.01)
 
-    claims = _claims(monkeypatch, jobs)
+    claims = record_batch_claims(monkeypatch, jobs)
     jobs.start()
     quick.push_many([{"n": n} for n in range(5)])
     slow.push_many([{"n": n} for n in range(3)])

@@ -19,7 +19,7 @@ from alepha_jobs.store.base import NewExecution
 from alepha_jobs.store.queries import SQL
 from alepha_jobs.store.sqlite import SqliteStore, _flush, _Pending
 
-from .conftest import MakeJobs, wait_until
+from .conftest import MakeJobs, record_batch_claims, wait_until
 
 
 class Work(BaseModel):
@@ -211,19 +211,6 @@ def _batched_jobs(make_jobs: MakeJobs, batch_size: int) -> Any:
     return make_jobs(dispatcher=DirectDispatcher(2, batch_size=batch_size))
 
 
-def _claims(monkeypatch: pytest.MonkeyPatch, jobs: Any) -> list[int]:
-    """Record the size of every batch claim the runtime makes."""
-    sizes: list[int] = []
-    claim_batch = jobs.store.claim_batch
-
-    def recorded(ids: Any, now: Any) -> Any:
-        sizes.append(len(ids))
-        return claim_batch(ids, now)
-
-    monkeypatch.setattr(jobs.store, "claim_batch", recorded)
-    return sizes
-
-
 def test_a_backlog_of_a_quick_job_runs_in_batches_each_once(
     make_jobs: MakeJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,7 +225,7 @@ def test_a_backlog_of_a_quick_job_runs_in_batches_each_once(
         """Record the payload."""
         ran.append(ctx.payload.n)
 
-    sizes = _claims(monkeypatch, jobs)
+    claims = record_batch_claims(monkeypatch, jobs)
     jobs.start()
     work.push_many([{"n": n} for n in range(5)])  # the runtime learns it is quick
     assert jobs.drain(10)
@@ -246,7 +233,7 @@ def test_a_backlog_of_a_quick_job_runs_in_batches_each_once(
     assert jobs.drain(30)
 
     assert sorted(ran) == list(range(205))
-    assert max(sizes) > 1  # some rows were claimed together
+    assert max(map(len, claims)) > 1  # some rows were claimed together
     assert {jobs.get_execution(i).status for i in ids} == {"ok"}
     for execution_id in ids:
         mine = [name for name, i in events if i == execution_id]
@@ -266,14 +253,14 @@ def test_a_failure_inside_a_batch_is_recorded_and_the_others_succeed(
         if ctx.payload.n % 7 == 0 and ctx.payload.n >= 100:
             raise ValueError(f"bad {ctx.payload.n}")
 
-    sizes = _claims(monkeypatch, jobs)
+    claims = record_batch_claims(monkeypatch, jobs)
     jobs.start()
     work.push_many([{"n": n} for n in range(5)])
     assert jobs.drain(10)
     ids = work.push_many([{"n": n} for n in range(100, 200)])
     assert jobs.drain(30)
 
-    assert max(sizes) > 1
+    assert max(map(len, claims)) > 1
     failing = {ids[n - 100] for n in range(100, 200) if n % 7 == 0}
     assert set(errors) == failing
     for n, execution_id in zip(range(100, 200), ids, strict=True):
@@ -300,11 +287,11 @@ def test_slow_handlers_and_the_default_dispatcher_are_never_batched(
             gate.wait(0.01)
             ran.append(ctx.payload.n)
 
-        sizes = _claims(monkeypatch, jobs)
+        claims = record_batch_claims(monkeypatch, jobs)
         jobs.start()
         work.push_many([{"n": n} for n in range(40)])
         assert jobs.drain(30)
-        assert sizes == []  # every row went through the one-row claim
+        assert claims == []  # every row went through the one-row claim
     assert sorted(ran) == sorted(list(range(40)) * 2)
 
 
